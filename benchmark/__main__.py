@@ -1,0 +1,169 @@
+"""Command line: python -m benchmark {list,run,leaderboard,prepare} (`benchmark` when installed)."""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import time
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError
+
+EPILOG = """examples:
+  python -m benchmark run                          # embedded default: fmnist-c, lite0, every default method
+  python -m benchmark run --method ft --seed 0 1 2 --epochs 3
+  python -m benchmark run --method tpgm --set lr=0.005 --size n_train=500
+  python -m benchmark leaderboard                  # regenerate results/<suite>.md and .csv from records
+  python -m benchmark list
+"""
+
+
+def parse_assignments(items: list[str], what: str) -> dict:
+    """key=value pairs; values are Python literals where they parse (0.1, 3, True, (1, 3)), else strings."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise BenchmarkError(f"--{what} expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
+
+
+def cmd_list(args) -> int:
+    from benchmark.backbones import BACKBONES
+    from benchmark.data import SUITES
+    from methods import METHODS
+
+    for title, registry in (("suites", SUITES), ("methods", METHODS), ("backbones", BACKBONES)):
+        print(f"{title}:")
+        for name, description in registry.describe():
+            print(f"  {name:<14} {description}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from benchmark import leaderboard
+    from benchmark.config import RunConfig, resolve_hparams, suite_defaults
+    from benchmark.data import SUITES
+    from benchmark.run import execute, prepare_suite
+    from methods import METHODS
+
+    SUITES.get(args.suite)
+    defaults = suite_defaults(args.suite)
+    method_names = args.method or [m for m in defaults["methods"] if m in METHODS]
+    overrides = parse_assignments(args.set, "set")
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    sizes = parse_assignments(args.size, "size")
+    method_classes = [METHODS.get(name) for name in method_names]
+    defaults_of = {cls.name: resolve_hparams(args.suite, cls, {}) for cls in method_classes}
+    unused = set(overrides) - set().union(*defaults_of.values())
+    if unused:
+        raise BenchmarkError(f"no selected method has hyper-parameter(s) {sorted(unused)}")
+    configs = []
+    for name, method_cls in zip(method_names, method_classes):
+        # With several methods, an override applies to each method that has that hyper-parameter.
+        hp = resolve_hparams(args.suite, method_cls, {k: v for k, v in overrides.items() if k in defaults_of[name]})
+        for seed in args.seed:
+            configs.append(RunConfig(suite=args.suite, method=name, backbone=args.backbone or defaults["backbone"],
+                                     seed=seed, image_size=args.image_size or defaults["image_size"],
+                                     hparams=hp, sizes=sizes))  # fmt: skip
+    started = time.time()
+    suite = prepare_suite(configs[0], args.data_root, progress=not args.no_progress, workers=args.workers)
+    for i, cfg in enumerate(configs, 1):
+        outcome = execute(cfg, suite, args.results, progress=not args.no_progress)
+        verb = "exists, skipped" if outcome.status == "skipped" else f"done in {outcome.record['wall_s']:.0f}s"
+        print(f"[{i}/{len(configs)}] {cfg.method} seed {cfg.seed}: {outcome.run_id} {verb} -> {outcome.path}", flush=True)
+    md_path, text = leaderboard.write(args.results, args.suite)
+    print()
+    print(text)
+    print(f"wrote {md_path} ({time.time() - started:.0f}s in all)")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from benchmark import leaderboard
+
+    md_path, text = leaderboard.write(args.results, args.suite)
+    print(text)
+    print(f"wrote {md_path} and {md_path.with_suffix('.csv')}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from benchmark.data import DATASETS
+
+    report = DATASETS.get(args.dataset)(args.data_root, download=args.download)
+    print(report.text)
+    return 0 if report.ok else 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from benchmark.config import DEFAULT_SUITE
+
+    parser = argparse.ArgumentParser(
+        prog="benchmark", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="oodbench: how much ID accuracy does a fine-tuning method gain, and how much OOD "
+                    "robustness does it keep? Runs write one immutable record each under results/runs/; "
+                    "tables are regenerated from records.",
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,leaderboard,prepare}")
+    results = dict(type=Path, default=Path(os.environ.get("OODBENCH_RESULTS", "results")),
+                   help="results directory (records in <results>/runs/<suite>/; default: results)")  # fmt: skip
+    data_root = dict(type=Path, default=None, help="where datasets live (else per-dataset env vars and defaults)")
+
+    p = sub.add_parser("list", help="list suites, methods and backbones")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="fine-tune and evaluate (no arguments: the embedded default suite)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)  # fmt: skip
+    p.add_argument("--suite", default=DEFAULT_SUITE, help=f"suite name (default: {DEFAULT_SUITE}; see `list`)")
+    p.add_argument("--method", nargs="+", help="method name(s) (default: the suite's default set)")
+    p.add_argument("--backbone", help="backbone, e.g. lite0, timm:resnet50, clip:ViT-B-32/openai (default: per suite)")
+    p.add_argument("--seed", nargs="+", type=int, default=[0], help="seed(s); each is one run and one record")
+    p.add_argument("--epochs", type=int, help="training epochs (overrides the recipe)")
+    p.add_argument("--image-size", type=int, help="input resolution (default: per suite)")
+    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="hyper-parameter overrides, e.g. lr=0.003")
+    p.add_argument("--size", nargs="+", metavar="KEY=VALUE", help="suite size overrides, e.g. n_train=500")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for corrupting data")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--data-root", **data_root)
+    p.add_argument("--results", **results)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("leaderboard", help="regenerate results/<suite>.md and .csv from the records")
+    p.add_argument("--suite", default=DEFAULT_SUITE)
+    p.add_argument("--results", **results)
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("prepare", help="say what to download and where; verify an existing copy")
+    p.add_argument("dataset", help="dataset name (see `list`)")
+    p.add_argument("--download", action="store_true", help="download where the source allows it (needs network)")
+    p.add_argument("--data-root", **data_root)
+    p.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except BenchmarkError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""What every suite hands the harness: train / selection / eval sets with roles, and label maps.
+
+A suite is built from one or more dataset adapters. Roles:
+- ``train``: what methods fit on;
+- ``selection``: held out from train, the only split allowed to tune anything (WiSE alpha, TPGM radii,
+  soup membership, early stopping); it is never a reported split;
+- eval sets with role ``id`` or ``ood``: what the leaderboard reports.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+ROLES = ("id", "ood", "selection")
+
+
+class LabelMap:
+    """Maps the model's logits (over the training label space) onto an eval set's label space."""
+
+    name = "identity"
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    def describe(self) -> str:
+        return self.name
+
+
+class SubsetLabelMap(LabelMap):
+    """Eval classes are a subset of the training classes (ImageNet-A/R: 200 of the 1000 logits)."""
+
+    name = "subset"
+
+    def __init__(self, indices: Sequence[int]):
+        self.indices = torch.as_tensor(list(indices), dtype=torch.long)
+
+    def __call__(self, logits):
+        return logits[:, self.indices.to(logits.device)]
+
+    def describe(self):
+        return f"subset of {len(self.indices)} logits"
+
+
+class MaxPoolLabelMap(LabelMap):
+    """Each eval class owns several training classes; its logit is their max (ObjectNet <- ImageNet)."""
+
+    name = "max-pool"
+
+    def __init__(self, groups: Sequence[Sequence[int]]):
+        if any(len(g) == 0 for g in groups):
+            raise ValueError("every eval class needs at least one source class")
+        self.groups = [torch.as_tensor(list(g), dtype=torch.long) for g in groups]
+
+    def __call__(self, logits):
+        return torch.stack([logits[:, g.to(logits.device)].max(dim=1).values for g in self.groups], dim=1)
+
+    def describe(self):
+        return f"max-pool of {sum(len(g) for g in self.groups)} logits onto {len(self.groups)} classes"
+
+
+IDENTITY = LabelMap()
+
+
+@dataclass
+class EvalSet:
+    name: str
+    role: str
+    dataset: Dataset
+    label_map: LabelMap = IDENTITY
+    metric: str = "acc"
+    # Column group in tables (e.g. the corruption family of "fog@3"); defaults to the name.
+    group: str = ""
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+        self.group = self.group or self.name
+
+
+@dataclass
+class Suite:
+    name: str
+    classnames: list[str]
+    train: Dataset
+    selection: Dataset
+    evals: list[EvalSet]
+    task: str = "classification"
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classnames)
+
+    def all_evals(self) -> list[EvalSet]:
+        """Reported eval sets plus the selection split (scored for every variant, used only to choose)."""
+        return [EvalSet("selection", "selection", self.selection)] + list(self.evals)
+
+
+class ArrayDataset(Dataset):
+    """uint8 HxWx3 images held in memory, transformed lazily (PIL in, tensor out)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable):
+        if len(images) != len(labels):
+            raise ValueError("images and labels differ in length")
+        self.images, self.labels, self.transform = images, np.asarray(labels, dtype=np.int64), transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def disjoint_split(n: int, n_holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of range(n) into (rest, holdout); the two never share an index."""
+    if not 0 < n_holdout < n:
+        raise ValueError(f"holdout size {n_holdout} must be in (0, {n})")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_holdout:]), np.sort(perm[:n_holdout])

@@ -1,0 +1,257 @@
+"""Fashion-MNIST (ID) and Fashion-MNIST-C (OOD): the embedded offline default suite ``fmnist-c``.
+
+Card: datasets/fashion-mnist.toml. Images are upscaled once from 28 px to ``corrupt_size`` RGB, then
+corrupted at that size (imagecorruptions' severities are defined relative to image resolution), so clean
+and corrupted eval images follow the same pipeline.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from benchmark import corruptions
+from benchmark.data import DATASETS, SUITES, PrepareReport, SuiteOptions
+from benchmark.data.base import ArrayDataset, EvalSet, Suite, disjoint_split
+from benchmark.errors import BenchmarkError
+from benchmark.records import atomic_write_bytes
+
+CLASSNAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+COUNTS = {"train": 60000, "test": 10000}
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+ENV_VAR = "FASHION_MNIST_DIR"
+
+# Defaults sized so `python -m benchmark run` (every default method) fits 10 minutes on 2 CPU cores.
+DEFAULT_SIZES = {
+    "n_train": 2000,          # training images (a seeded subset of the 60k train split)
+    "n_selection": 500,       # held out of train; tunes WiSE alpha, TPGM radii, ... never reported
+    "n_test": 1000,           # clean ID test images (seeded subset of t10k)
+    "n_ood": 250,             # of those, how many are corrupted per (corruption, severity)
+    "severities": (1, 3, 5),  # documented subset of 1..5 that fits the time budget
+    "corruptions": corruptions.CORRUPTIONS,
+    "corrupt_size": 64,       # resolution at which images are corrupted and fed to the model
+    "split_seed": 0,          # fixed across run seeds: seeds vary training, not the data
+}  # fmt: skip
+
+
+def candidate_dirs(data_root: Path | None) -> list[Path]:
+    dirs = []
+    if data_root:
+        dirs += [Path(data_root), Path(data_root) / "fashion-mnist", Path(data_root) / "FashionMNIST" / "raw"]
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]))
+    dirs += [DEBIAN_DIR, Path.home() / ".cache" / "oodbench" / "data" / "FashionMNIST" / "raw"]
+    return dirs
+
+
+def find(data_root: Path | None) -> dict[str, Path]:
+    """Locate the four idx files (plain or .gz); one-line error naming where they were expected."""
+    for d in candidate_dirs(data_root):
+        found = {}
+        for key, stem in FILES.items():
+            for name in (stem, stem + ".gz"):
+                if (d / name).is_file():
+                    found[key] = d / name
+                    break
+        if len(found) == len(FILES):
+            return found
+        if found and data_root and d == Path(data_root):
+            missing = sorted(set(FILES.values()) - {p.name.removesuffix(".gz") for p in found.values()})
+            raise BenchmarkError(f"Fashion-MNIST in {d} is partial: missing {', '.join(missing)}")
+    tried = ", ".join(str(d) for d in candidate_dirs(data_root))
+    raise BenchmarkError(
+        f"Fashion-MNIST not found (looked for {FILES['train_images']}[.gz] and 3 more idx files in: {tried}); "
+        f"install it with `apt-get install dataset-fashion-mnist`, run `benchmark prepare fashion-mnist "
+        f"--download`, or pass --data-root / set {ENV_VAR}"
+    )
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an idx file (the MNIST format: magic, dims, uint8 payload); errors name the bad file."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise BenchmarkError(f"cannot read {path}: {e}") from None
+    if len(raw) < 8 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise BenchmarkError(f"{path} is not a uint8 idx file (bad magic number)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    payload = raw[4 + 4 * ndim :]
+    if len(payload) != int(np.prod(dims)):
+        raise BenchmarkError(f"{path} is truncated or corrupt: header says {dims}, payload has {len(payload)} bytes")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims)
+
+
+def load_split(files: dict[str, Path], split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(files[f"{split}_images"]), read_idx(files[f"{split}_labels"])
+    if images.shape[1:] != (28, 28) or len(images) != COUNTS[split] or len(labels) != COUNTS[split]:
+        raise BenchmarkError(
+            f"Fashion-MNIST {split} has {len(images)} images / {len(labels)} labels of shape {images.shape[1:]}; "
+            f"expected {COUNTS[split]} of 28x28"
+        )
+    if labels.max() >= len(CLASSNAMES):
+        raise BenchmarkError(f"Fashion-MNIST {split} labels go up to {labels.max()}; expected 10 classes (0-9)")
+    return images, labels
+
+
+def to_rgb(images: np.ndarray, size: int) -> np.ndarray:
+    """28x28 grey -> size x size RGB uint8 (bilinear), the form every fmnist-c image takes."""
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        out[i] = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR).convert("RGB"))
+    return out
+
+
+def image_seed(corruption: str, severity: int, index: int) -> int:
+    """Per-image seed: stable across runs and machines, distinct for every (corruption, severity, image)."""
+    return (corruptions.CORRUPTIONS.index(corruption) * 10 + severity) * 1_000_003 + index
+
+
+def _corrupt_many(args) -> np.ndarray:
+    images, name, severity = args
+    return np.stack([corruptions.corrupt(img, name, severity, image_seed(name, severity, i)) for i, img in enumerate(images)])
+
+
+class CorruptedCache:
+    """One .npy per (corruption, severity) plus a manifest of sha256 digests.
+
+    A file whose digest does not match (partial write, bit rot, edited by hand) is rebuilt, never used.
+    """
+
+    def __init__(self, directory: Path, clean: np.ndarray):
+        self.dir = directory
+        self.clean = clean
+        self.manifest_path = directory / "manifest.json"
+
+    def _manifest(self) -> dict:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _valid(self, key: str, manifest: dict) -> bool:
+        path = self.dir / f"{key}.npy"
+        return key in manifest and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == manifest[key]
+
+    def load(self, pairs, workers: int, progress: bool) -> dict[tuple[str, int], np.ndarray]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        manifest = self._manifest()
+        todo = [(c, s) for c, s in pairs if not self._valid(f"{c}-s{s}", manifest)]
+        if todo:
+            bar = tqdm(total=len(todo), desc=f"corrupting {len(self.clean)} images x {len(todo)} sets",
+                       unit="set", disable=not progress)  # fmt: skip
+            jobs = [(self.clean, c, s) for c, s in todo]
+            pool = ProcessPoolExecutor(workers) if workers > 1 else None
+            results = pool.map(_corrupt_many, jobs) if pool else map(_corrupt_many, jobs)
+            try:
+                for (c, s), arr in zip(todo, results):
+                    key = f"{c}-s{s}"
+                    data = _npy_bytes(arr)
+                    atomic_write_bytes(self.dir / f"{key}.npy", data)
+                    manifest[key] = hashlib.sha256(data).hexdigest()
+                    atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1).encode())
+                    bar.update()
+            finally:
+                if pool:
+                    pool.shutdown(cancel_futures=True)
+                bar.close()
+        return {(c, s): np.load(self.dir / f"{c}-s{s}.npy") for c, s in pairs}
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def resolve_sizes(overrides: dict) -> dict:
+    unknown = set(overrides) - set(DEFAULT_SIZES)
+    if unknown:
+        raise BenchmarkError(f"unknown fmnist-c size option(s) {sorted(unknown)}; valid: {sorted(DEFAULT_SIZES)}")
+    sizes = {**DEFAULT_SIZES, **overrides}
+    for name in sizes["corruptions"]:
+        corruptions.check(name, 1)
+    for s in sizes["severities"]:
+        corruptions.check(sizes["corruptions"][0], s)
+    if sizes["n_ood"] > sizes["n_test"]:
+        raise BenchmarkError("n_ood cannot exceed n_test (OOD images are corrupted ID test images)")
+    return sizes
+
+
+@SUITES.register("fmnist-c", "Fashion-MNIST (ID) vs Fashion-MNIST-C, 15 corruptions (OOD); offline default")
+def fmnist_c(opts: SuiteOptions) -> Suite:
+    sizes = resolve_sizes(opts.sizes)
+    files = find(opts.data_root)
+    train_x, train_y = load_split(files, "train")
+    test_x, test_y = load_split(files, "test")
+    seed = sizes["split_seed"]
+    n_pool = sizes["n_train"] + sizes["n_selection"]
+    if n_pool > len(train_x) or sizes["n_test"] > len(test_x):
+        raise BenchmarkError(f"fmnist-c sizes exceed the data: n_train + n_selection <= {len(train_x)}, n_test <= {len(test_x)}")
+    pool = np.random.default_rng(seed).permutation(len(train_x))[:n_pool]
+    fit_idx, sel_idx = disjoint_split(n_pool, sizes["n_selection"], seed)
+    train_idx, selection_idx = pool[fit_idx], pool[sel_idx]
+    test_idx = np.sort(np.random.default_rng(seed + 1).permutation(len(test_x))[: sizes["n_test"]])
+
+    size = sizes["corrupt_size"]
+    test_rgb = to_rgb(test_x[test_idx], size)
+    ood_clean = test_rgb[: sizes["n_ood"]]
+    key = hashlib.sha256(repr((size, seed, test_idx[: sizes["n_ood"]].tolist())).encode()).hexdigest()[:16]
+    cache = CorruptedCache(opts.cache_dir / "fmnist-c" / key, ood_clean)
+    pairs = [(c, s) for c in sizes["corruptions"] for s in sizes["severities"]]
+    corrupted = cache.load(pairs, opts.workers, opts.progress)
+
+    def ds(images, labels, train=False):
+        return ArrayDataset(images, labels, opts.train_transform if train else opts.eval_transform)
+
+    ood_y = test_y[test_idx][: sizes["n_ood"]]
+    evals = [EvalSet("fmnist", "id", ds(test_rgb, test_y[test_idx]))]
+    evals += [EvalSet(f"{c}@{s}", "ood", ds(corrupted[c, s], ood_y), group=c) for c, s in pairs]
+    return Suite(
+        name="fmnist-c",
+        classnames=CLASSNAMES,
+        train=ds(to_rgb(train_x[train_idx], size), train_y[train_idx], train=True),
+        selection=ds(to_rgb(train_x[selection_idx], size), train_y[selection_idx]),
+        evals=evals,
+        notes={"sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()}},
+    )
+
+
+@DATASETS.register("fashion-mnist", "Fashion-MNIST idx files (Debian dataset-fashion-mnist, or downloaded)")
+def prepare(data_root: Path | None, download: bool = False) -> PrepareReport:
+    lines = ["Fashion-MNIST (Xiao et al. 2017, MIT licence): 4 idx files, 60000 train + 10000 test 28x28 images.",
+             f"Looked in: {', '.join(str(d) for d in candidate_dirs(data_root))}"]  # fmt: skip
+    if download:
+        from torchvision.datasets import FashionMNIST
+
+        target = Path(data_root) if data_root else Path.home() / ".cache" / "oodbench" / "data"
+        try:
+            FashionMNIST(str(target), train=True, download=True)  # torchvision verifies the md5 of every file
+            FashionMNIST(str(target), train=False, download=True)
+        except Exception as e:  # network errors come in many types; all mean the same here
+            return PrepareReport(False, "\n".join(lines + [f"download failed: {e}"]))
+        lines.append(f"downloaded to {target / 'FashionMNIST' / 'raw'} (md5 verified by torchvision)")
+    try:
+        files = find(data_root)
+        for split in ("train", "test"):
+            images, labels = load_split(files, split)
+            lines.append(f"ok  {split}: {len(images)} images, {len(np.unique(labels))} classes  ({files[split + '_images']})")
+    except BenchmarkError as e:
+        return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
+    return PrepareReport(True, "\n".join(lines))

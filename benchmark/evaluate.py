@@ -1,0 +1,49 @@
+"""Scoring a model on eval sets: top-1 accuracy through each set's label map."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from benchmark.data.base import EvalSet
+
+
+def autocast(device: torch.device):
+    # bf16 autocast on GPU (no loss scaling needed); full precision on CPU, where it is not faster.
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def loader(dataset, batch_size: int, shuffle=False, generator=None, workers: int = 0) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      num_workers=workers, pin_memory=torch.cuda.is_available(), drop_last=False)  # fmt: skip
+
+
+@torch.no_grad()
+def predict(model, dataset, label_map, device, batch_size: int, bar=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted class indices (in the eval set's label space) and targets."""
+    preds, targets = [], []
+    for x, y in loader(dataset, batch_size):
+        with autocast(device):
+            logits = model(x.to(device, non_blocking=True))
+        preds.append(label_map(logits.float()).argmax(dim=1).cpu())
+        targets.append(y)
+        if bar is not None:
+            bar.update(len(y))
+    return torch.cat(preds), torch.cat(targets)
+
+
+def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> float:
+    return (preds == targets).float().mean().item()
+
+
+def evaluate(model, eval_sets: list[EvalSet], device, batch_size: int, desc="eval", progress=True) -> list[dict]:
+    """One row per eval set: {eval, role, group, metric, value, n}."""
+    model.eval()
+    rows = []
+    total = sum(len(e.dataset) for e in eval_sets)
+    with tqdm(total=total, desc=desc, unit="img", leave=False, disable=not progress) as bar:
+        for e in eval_sets:
+            preds, targets = predict(model, e.dataset, e.label_map, device, batch_size, bar)
+            rows.append({"eval": e.name, "role": e.role, "group": e.group, "metric": "acc",
+                         "value": accuracy(preds, targets), "n": len(targets)})  # fmt: skip
+    return rows

@@ -1,0 +1,87 @@
+"""One run = (suite, method, backbone, seed, hparams): build, fit, finalize, evaluate every variant, record."""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import benchmark
+from benchmark import records
+from benchmark.backbones import backbone_transforms, create_backbone
+from benchmark.config import RunConfig
+from benchmark.data import SuiteOptions, build_suite
+from benchmark.data.base import Suite
+from benchmark.errors import BenchmarkError
+from benchmark.evaluate import evaluate, loader
+from benchmark.loop import fit
+from methods import METHODS, RunContext
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def versions() -> dict:
+    import timm
+    import torchvision
+
+    return {"oodbench": benchmark.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": timm.__version__, "python": platform.python_version()}  # fmt: skip
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    path: Path
+    status: str  # "done" (ran now) or "skipped" (a finished record already existed)
+    record: dict
+
+
+def prepare_suite(cfg: RunConfig, data_root, progress=True, workers=2) -> Suite:
+    """Build the suite with the backbone's own preprocessing (known without loading the backbone)."""
+    train_tf, eval_tf = backbone_transforms(cfg.backbone, cfg.image_size)
+    options = SuiteOptions(data_root=data_root, train_transform=train_tf, eval_transform=eval_tf,
+                           sizes=cfg.sizes, workers=workers, progress=progress)  # fmt: skip
+    return build_suite(cfg.suite, options)
+
+
+def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True) -> Outcome:
+    """Run one config unless its record exists; resumes from a checkpoint left by an interrupted run."""
+    run_id = cfg.run_id
+    path = records.record_path(results, cfg.suite, run_id)
+    if path.exists():
+        return Outcome(run_id, path, "skipped", records.read_record(path))
+    method_cls = METHODS.get(cfg.method)
+    started = time.time()
+    torch.manual_seed(cfg.seed)
+    built = create_backbone(cfg.backbone, suite.classnames, cfg.image_size, cfg.pretrained)
+    if method_cls.needs_text_tower and "text" not in built.extras:
+        raise BenchmarkError(f"method {cfg.method} needs a CLIP text tower; backbone {cfg.backbone} has none (use clip:...)")
+    dev = device()
+    model = built.model.to(dev)
+    hp = cfg.hparams
+    ctx = RunContext(initial_model=model, train_loader=loader(suite.train, hp["eval_batch_size"]),
+                     selection_loader=loader(suite.selection, hp["batch_size"], shuffle=True,
+                                             generator=torch.Generator().manual_seed(cfg.seed)),
+                     device=dev, num_classes=suite.num_classes, suite=cfg.suite, seed=cfg.seed,
+                     extras=built.extras, head_is_pretrained=built.head_is_pretrained)  # fmt: skip
+    method = method_cls(hp)
+    method.setup(model, ctx)
+    checkpoint = path.with_suffix(".ckpt.pt")
+    curves = fit(model, method, ctx, hp, suite.train, checkpoint, progress)
+    rows = []
+    for variant, state in method.finalize(model).items():
+        model.load_state_dict(state)
+        for row in evaluate(model, suite.all_evals(), dev, hp["eval_batch_size"], desc=f"eval {variant}", progress=progress):
+            rows.append({"variant": variant, **row})
+    record = {
+        "run_id": run_id, "status": "done", "config": cfg.to_dict(), "seed": cfg.seed, "versions": versions(),
+        "device": str(dev), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_s": round(time.time() - started, 2), "suite_notes": suite.notes, "evals": rows, "curves": curves,
+    }  # fmt: skip
+    written = records.write_record(results, record)
+    checkpoint.unlink(missing_ok=True)
+    return Outcome(run_id, written, "done", record)

@@ -1,0 +1,93 @@
+"""The method interface: a small plain object whose hooks the harness loop calls, in this order:
+
+    setup(model, ctx)            once, before training (ctx has the frozen reference and the loaders)
+    param_groups(model)          what the optimizer trains ([] = nothing to train, e.g. a linear probe)
+    train_mode(model)            at the start of each epoch (model.train(), or keep BN frozen)
+    loss(model, batch)           named loss terms; the loop sums and logs them
+    after_step(model, step)      after each optimizer step (projections, radius updates)
+    finalize(model)              -> {variant name: state_dict}; every variant is evaluated
+
+The base class is full fine-tuning, so FT is the empty subclass. Hyper-parameters: ``HPARAMS`` holds
+the method's own defaults (each with its source); ``RECIPES[suite]`` overrides them (and the suite's
+training recipe) per suite. Everything ends up in one dict, ``self.hp``, which is part of the run id.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class RunContext:
+    initial_model: nn.Module
+    train_loader: Any
+    selection_loader: Any
+    device: torch.device
+    num_classes: int
+    suite: str
+    seed: int
+    extras: dict = field(default_factory=dict)
+    head_is_pretrained: bool = False
+
+    @cached_property
+    def reference(self) -> nn.Module:
+        """The one frozen copy of the model as it was before training (the pretrained weights).
+
+        Created on first use during ``setup``; regularisers share it instead of keeping copies of their own.
+        """
+        ref = copy.deepcopy(self.initial_model).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        return ref
+
+
+def is_head(name: str) -> bool:
+    return name.startswith("head.")
+
+
+class Method:
+    name = "ft"
+    description = "full fine-tuning of every parameter"
+    HPARAMS: dict = {}
+    RECIPES: dict[str, dict] = {}
+    # Methods that need the CLIP text tower (FLYP, Lipsum-FT) set this; the harness checks it.
+    needs_text_tower = False
+
+    def __init__(self, hp: dict):
+        self.hp = hp
+
+    @classmethod
+    def hparams_for(cls, suite: str) -> dict:
+        return {**cls.HPARAMS, **cls.RECIPES.get(suite, {})}
+
+    def setup(self, model: nn.Module, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    def train_mode(self, model: nn.Module) -> None:
+        model.train()
+
+    def loss(self, model: nn.Module, batch) -> dict[str, torch.Tensor]:
+        x, y = batch
+        return {"ce": F.cross_entropy(model(x), y)}
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        pass
+
+    def finalize(self, model: nn.Module) -> dict[str, dict]:
+        return {self.name: model.state_dict()}
+
+    # Method state that must survive an interruption (e.g. TPGM radii); the loop checkpoints it.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

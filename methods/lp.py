@@ -1,0 +1,65 @@
+"""Linear probing: the backbone stays frozen (BN statistics included); only the head is fit.
+
+As in the WiSE-FT / LP-FT line, the probe is a multinomial logistic regression on frozen features,
+fit to convergence with full-batch L-BFGS rather than by SGD epochs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from methods import METHODS
+from methods.base import Method, RunContext
+
+
+@torch.no_grad()
+def extract_features(model, loader, device, progress=True) -> tuple[torch.Tensor, torch.Tensor]:
+    was_training = model.training
+    model.eval()
+    feats, labels = [], []
+    for x, y in tqdm(loader, desc="probe features", unit="batch", leave=False, disable=not progress):
+        feats.append(model.features(x.to(device)).float().cpu())
+        labels.append(y)
+    model.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def fit_logistic_regression(feats, labels, num_classes, weight_decay, max_iter=200):
+    """argmin_W,b mean CE(feats W^T + b, labels) + weight_decay/2 ||W||^2, by L-BFGS. Returns (W, b)."""
+    torch.manual_seed(0)
+    w = torch.zeros(num_classes, feats.shape[1], requires_grad=True)
+    b = torch.zeros(num_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(feats @ w.T + b, labels) + weight_decay / 2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach(), b.detach()
+
+
+def probe_head(model, ctx: RunContext, weight_decay: float) -> None:
+    """Replace the model's head by the logistic-regression probe fit on frozen train features."""
+    feats, labels = extract_features(model, ctx.train_loader, ctx.device)
+    w, b = fit_logistic_regression(feats, labels, ctx.num_classes, weight_decay)
+    with torch.no_grad():
+        model.head.weight.copy_(w.to(model.head.weight))
+        model.head.bias.copy_(b.to(model.head.bias))
+
+
+@METHODS.register("lp")
+class LP(Method):
+    name = "lp"
+    description = "linear probe: frozen backbone, logistic-regression head (L-BFGS on features)"
+    HPARAMS = {"probe_wd": 1e-4}  # L2 on the probe weights; wise-ft sweeps C, we fix a mild value
+
+    def setup(self, model, ctx):
+        super().setup(model, ctx)
+        probe_head(model, ctx, self.hp["probe_wd"])
+
+    def param_groups(self, model):
+        return []  # nothing left to train: the harness skips the loop

@@ -1,0 +1,25 @@
+"""`datasets/` holds cards and must never shadow Hugging Face `datasets`."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_datasets_from_repo_root_is_hugging_face():
+    code = "import datasets, sys; print(datasets.__file__); assert hasattr(datasets, 'load_dataset')"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "site-packages" in out.stdout and str(ROOT / "datasets") not in out.stdout
+
+
+def test_datasets_folder_is_not_a_package():
+    assert (ROOT / "datasets").is_dir()
+    assert not (ROOT / "datasets" / "__init__.py").exists()
+    assert not list((ROOT / "datasets").glob("*.py"))
+
+
+def test_ci_runs_the_readme_test_command():
+    ci_lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in l]
+    assert len(ci_lines) == 1
+    assert ci_lines[0] in (ROOT / "README.md").read_text()
