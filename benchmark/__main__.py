@@ -35,10 +35,10 @@ def parse_assignments(items: list[str], what: str) -> dict:
 
 def cmd_list(args) -> int:
     from benchmark.backbones import BACKBONES
-    from benchmark.data import SUITES
+    from benchmark.data import DATASETS, SUITES
     from methods import METHODS
 
-    for title, registry in (("suites", SUITES), ("methods", METHODS), ("backbones", BACKBONES)):
+    for title, registry in (("suites", SUITES), ("methods", METHODS), ("backbones", BACKBONES), ("datasets", DATASETS)):
         print(f"{title}:")
         for name, description in registry.describe():
             print(f"  {name:<14} {description}")
@@ -102,6 +102,17 @@ def cmd_prepare(args) -> int:
     return 0 if report.ok else 2
 
 
+def cmd_bench(args) -> int:
+    from benchmark.bench import SECTIONS, load_sections
+
+    load_sections()
+    for name in args.section or SECTIONS.names():
+        print(f"## {name}")
+        for line in SECTIONS.get(name)(quick=args.quick):
+            print(line, flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from benchmark.config import DEFAULT_SUITE
 
@@ -111,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "robustness does it keep? Runs write one immutable record each under results/runs/; "
                     "tables are regenerated from records.",
     )  # fmt: skip
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,leaderboard,prepare}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,leaderboard,prepare,bench}")
     results = dict(type=Path, default=Path(os.environ.get("OODBENCH_RESULTS", "results")),
                    help="results directory (records in <results>/runs/<suite>/; default: results)")  # fmt: skip
     data_root = dict(type=Path, default=None, help="where datasets live (else per-dataset env vars and defaults)")
@@ -145,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download where the source allows it (needs network)")
     p.add_argument("--data-root", **data_root)
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("bench", help="speed ratios measured side by side in one run (methods, corruptions, ...)")
+    p.add_argument("section", nargs="*", help="sections to run (default: all)")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
