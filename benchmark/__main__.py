@@ -113,6 +113,19 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_corrupt(args) -> int:
+    from benchmark import corruptions
+
+    if args.list:
+        print("\n".join(corruptions.CORRUPTIONS))
+        return 0
+    if args.image is None or args.corruption is None or args.output is None:
+        raise BenchmarkError("corrupt needs IMAGE, --corruption NAME and -o OUT.png (or --list)")
+    corruptions.corrupt_file(args.image, args.corruption, args.severity, args.seed, args.output, args.force)
+    print(f"wrote {args.output} ({args.corruption}, severity {args.severity}, seed {args.seed})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from benchmark.config import DEFAULT_SUITE
 
@@ -122,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "robustness does it keep? Runs write one immutable record each under results/runs/; "
                     "tables are regenerated from records.",
     )  # fmt: skip
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,leaderboard,prepare,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,leaderboard,prepare,bench,corrupt}")
     results = dict(type=Path, default=Path(os.environ.get("OODBENCH_RESULTS", "results")),
                    help="results directory (records in <results>/runs/<suite>/; default: results)")  # fmt: skip
     data_root = dict(type=Path, default=None, help="where datasets live (else per-dataset env vars and defaults)")
@@ -161,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("section", nargs="*", help="sections to run (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer repeats and smaller inputs")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("corrupt", help="corrupt one image (imagecorruptions, seeded): PNG in, PNG out")
+    p.add_argument("image", nargs="?", type=Path, help="input image (PNG, JPEG, ...)")
+    p.add_argument("--corruption", help="corruption name (see --list)")
+    p.add_argument("--severity", type=int, default=3, help="1..5 (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="np.random seed (default: 0)")
+    p.add_argument("-o", "--output", type=Path, help="output PNG (never overwritten without --force)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--list", action="store_true", help="print the 15 corruption names")
+    p.set_defaults(func=cmd_corrupt)
     return parser
 
 
