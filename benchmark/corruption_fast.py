@@ -57,5 +57,50 @@ def glass_blur(x, severity, impl):
     return np.clip(gaussian(x / 255.0, sigma=sigma, multichannel=True), 0, 1) * 255
 
 
+# imagecorruptions 1.1.2 zoom_blur: zoom factors per severity.
+ZOOM_BLUR = [np.arange(1, 1.11, 0.01), np.arange(1, 1.16, 0.01), np.arange(1, 1.21, 0.02),
+             np.arange(1, 1.26, 0.02), np.arange(1, 1.31, 0.03)]  # fmt: skip
+
+
+def zoom_blur(x, severity, impl):
+    """imagecorruptions.zoom_blur with each channel zoomed in 2-D: scipy's order-1 zoom of an HxWx3 array
+    with factor 1 on the channel axis weighs the other channel by exactly 0, so the sums are the same
+    and half the work goes."""
+    x = (np.array(x) / 255.0).astype(np.float32)
+    height, width = x.shape[:2]
+    channels = [np.ascontiguousarray(x[..., k]) for k in range(x.shape[2])]
+    out = [np.zeros_like(ch) for ch in channels]
+    for zoom_factor in ZOOM_BLUR[severity - 1]:
+        # clipped_zoom: centre crop of 1/zoom of the image, zoomed back up.
+        ch0, ch1 = int(np.ceil(height / float(zoom_factor))), int(np.ceil(width / float(zoom_factor)))
+        top0, top1 = (height - ch0) // 2, (width - ch1) // 2
+        for ch, acc in zip(channels, out):
+            layer = impl.scizoom(ch[top0 : top0 + ch0, top1 : top1 + ch1], (zoom_factor, zoom_factor), order=1)
+            layer = layer[:height, :width]
+            acc[: layer.shape[0], : layer.shape[1]] += layer  # stock's fallback when a layer comes out smaller
+    x = (x + np.stack(out, axis=-1)) / (len(ZOOM_BLUR[severity - 1]) + 1)
+    return np.clip(x, 0, 1) * 255
+
+
+# imagecorruptions 1.1.2 elastic_transform: displacement scale alpha per severity.
+ELASTIC_ALPHA = [250 * 0.05, 250 * 0.065, 250 * 0.085, 250 * 0.1, 250 * 0.12]
+
+
+def elastic_transform(image, severity, impl):
+    """imagecorruptions.elastic_transform sampling each channel in 2-D (same argument as zoom_blur: the
+    stock 3-D map_coordinates lands exactly on the channel, so its other taps weigh 0)."""
+    image = np.array(image, dtype=np.float32) / 255.0
+    shape = image.shape
+    sigma = np.array(shape[:2]) * 0.01
+    alpha = ELASTIC_ALPHA[severity - 1]
+    max_d = shape[0] * 0.005  # stock uses the height for both max_dx and max_dy
+    dx = (impl.gaussian(np.random.uniform(-max_d, max_d, size=shape[:2]), sigma, mode="reflect", truncate=3) * alpha).astype(np.float32)
+    dy = (impl.gaussian(np.random.uniform(-max_d, max_d, size=shape[:2]), sigma, mode="reflect", truncate=3) * alpha).astype(np.float32)
+    # int64 grid + float32 displacement is float64, as in the stock meshgrid version.
+    rows, cols = np.arange(shape[0])[:, None] + dy, np.arange(shape[1])[None, :] + dx
+    out = np.stack([impl.map_coordinates(image[..., k], (rows, cols), order=1, mode="reflect") for k in range(shape[2])], axis=-1)
+    return np.clip(out, 0, 1) * 255
+
+
 # name -> fn(PIL image, severity, bridged stock module) -> float array, as the stock function returns.
-FAST = {"glass_blur": glass_blur}
+FAST = {"glass_blur": glass_blur, "zoom_blur": zoom_blur, "elastic_transform": elastic_transform}

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from benchmark import corruptions
+from benchmark.corruption_cache import CorruptionCache
 from benchmark.data import DATASETS, SUITES, PrepareReport, SuiteOptions
 from benchmark.data.base import ArrayDataset, EvalSet, Suite, disjoint_split
 from benchmark.errors import BenchmarkError
-from benchmark.records import atomic_write_bytes
 
 CLASSNAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
@@ -116,70 +113,6 @@ def to_rgb(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def image_seed(corruption: str, severity: int, index: int) -> int:
-    """Per-image seed: stable across runs and machines, distinct for every (corruption, severity, image)."""
-    return (corruptions.CORRUPTIONS.index(corruption) * 10 + severity) * 1_000_003 + index
-
-
-def _corrupt_many(args) -> np.ndarray:
-    images, name, severity = args
-    return np.stack([corruptions.corrupt(img, name, severity, image_seed(name, severity, i)) for i, img in enumerate(images)])
-
-
-class CorruptedCache:
-    """One .npy per (corruption, severity) plus a manifest of sha256 digests.
-
-    A file whose digest does not match (partial write, bit rot, edited by hand) is rebuilt, never used.
-    """
-
-    def __init__(self, directory: Path, clean: np.ndarray):
-        self.dir = directory
-        self.clean = clean
-        self.manifest_path = directory / "manifest.json"
-
-    def _manifest(self) -> dict:
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def _valid(self, key: str, manifest: dict) -> bool:
-        path = self.dir / f"{key}.npy"
-        return key in manifest and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == manifest[key]
-
-    def load(self, pairs, workers: int, progress: bool) -> dict[tuple[str, int], np.ndarray]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        manifest = self._manifest()
-        todo = [(c, s) for c, s in pairs if not self._valid(f"{c}-s{s}", manifest)]
-        if todo:
-            bar = tqdm(total=len(todo), desc=f"corrupting {len(self.clean)} images x {len(todo)} sets",
-                       unit="set", disable=not progress)  # fmt: skip
-            jobs = [(self.clean, c, s) for c, s in todo]
-            pool = ProcessPoolExecutor(workers) if workers > 1 else None
-            results = pool.map(_corrupt_many, jobs) if pool else map(_corrupt_many, jobs)
-            try:
-                for (c, s), arr in zip(todo, results):
-                    key = f"{c}-s{s}"
-                    data = _npy_bytes(arr)
-                    atomic_write_bytes(self.dir / f"{key}.npy", data)
-                    manifest[key] = hashlib.sha256(data).hexdigest()
-                    atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1).encode())
-                    bar.update()
-            finally:
-                if pool:
-                    pool.shutdown(cancel_futures=True)
-                bar.close()
-        return {(c, s): np.load(self.dir / f"{c}-s{s}.npy") for c, s in pairs}
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
-
-
 def resolve_sizes(overrides: dict) -> dict:
     unknown = set(overrides) - set(DEFAULT_SIZES)
     if unknown:
@@ -213,7 +146,7 @@ def fmnist_c(opts: SuiteOptions) -> Suite:
     test_rgb = to_rgb(test_x[test_idx], size)
     ood_clean = test_rgb[: sizes["n_ood"]]
     key = hashlib.sha256(repr((size, seed, test_idx[: sizes["n_ood"]].tolist())).encode()).hexdigest()[:16]
-    cache = CorruptedCache(opts.cache_dir / "fmnist-c" / key, ood_clean)
+    cache = CorruptionCache(opts.cache_dir / "fmnist-c" / key, ood_clean)
     pairs = [(c, s) for c in sizes["corruptions"] for s in sizes["severities"]]
     corrupted = cache.load(pairs, opts.workers, opts.progress)
 
