@@ -1,0 +1,190 @@
+"""DomainNet (Peng et al., ICCV 2019): the ``domainnet`` suite, train on real, test on four other domains.
+
+Card: datasets/domainnet.toml; class list: datasets/domainnet/classes.txt (345 names, label order of the
+official split files). Protocol (TPGM / FTP): ID = real; train on real_train minus a seeded 10% held out
+as the selection split (their 90/10 split of real-train), report real_test; OOD = the sketch, painting,
+infograph and clipart test splits. quickdraw is off by default (TPGM/FTP do not report it); ``--size
+evals=sketch,painting,infograph,clipart,quickdraw`` adds it as its own OOD group, which then enters the
+OOD mean. Every split-file line is checked: path ``<domain>/<class>/<file>``, label in 0..344, and the
+class folder equals the class list's name for that label, so labels can never silently shift.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from benchmark.data import DATASETS, SUITES, PrepareReport, SuiteOptions
+from benchmark.data.base import EvalSet, Suite, disjoint_split
+from benchmark.data.folder_utils import (ImageListDataset, Location, check_count, check_sizes, data_file,
+                                         parse_choice, subsample, verify_images)  # fmt: skip
+from benchmark.errors import BenchmarkError
+
+DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
+ID_DOMAIN = "real"
+OOD_DOMAINS = ("sketch", "painting", "infograph", "clipart")  # TPGM README table order
+NUM_CLASSES = 345
+BASE_URL = "http://csr.bu.edu/ftp/visda/2019/multi-source"
+# clipart and painting come from groundtruth/ (the cleaned versions the split files refer to).
+IMAGE_URLS = {d: f"{BASE_URL}/{'groundtruth/' if d in ('clipart', 'painting') else ''}{d}.zip" for d in DOMAINS}
+# Lines per official split file (datasets/domainnet.toml; they sum to 586,575 images).
+EXPECTED = {
+    ("clipart", "train"): 33_525, ("clipart", "test"): 14_604,
+    ("infograph", "train"): 36_023, ("infograph", "test"): 15_582,
+    ("painting", "train"): 50_416, ("painting", "test"): 21_850,
+    ("quickdraw", "train"): 120_750, ("quickdraw", "test"): 51_750,
+    ("real", "train"): 120_906, ("real", "test"): 52_041,
+    ("sketch", "train"): 48_212, ("sketch", "test"): 20_916,
+}  # fmt: skip
+DEFAULT_SIZES = {
+    "evals": OOD_DOMAINS,        # OOD test domains; add quickdraw explicitly
+    "selection_fraction": 0.1,   # of real_train held out for selection (TPGM/FTP's 90/10 split)
+    "train_max": None,           # cap on training images, seeded subsample (None: all)
+    "eval_max": None,            # cap on images per eval set, seeded subsample (None: all)
+    "classes": None,             # restrict the label space to some class names (cheap runs, tests)
+    "split_seed": 0,             # fixed across run seeds: seeds vary training, not the data
+}  # fmt: skip
+LOCATION = Location(
+    "DomainNet", ["domainnet", "DomainNet"], "DOMAINNET_DIR",
+    f"download the six image zips from {BASE_URL}/ (clipart and painting under groundtruth/) and the 12 split "
+    f"files {BASE_URL}/domainnet/txt/<domain>_{{train,test}}.txt (see http://ai.bu.edu/M3SDA/), unzip so that "
+    f"<dir>/<domain>/<class>/*.jpg, and put the split files in <dir> (or <dir>/txt)",
+)  # fmt: skip
+
+
+@functools.cache
+def classes() -> tuple[str, ...]:
+    names = tuple(data_file("domainnet", "classes.txt").read_text().split())
+    if len(names) != NUM_CLASSES or len(set(names)) != NUM_CLASSES:
+        raise BenchmarkError(f"datasets/domainnet/classes.txt lists {len(names)} classes; expected {NUM_CLASSES} distinct")
+    return names
+
+
+def split_file(root: Path, domain: str, split: str) -> Path:
+    for d in (root, root / "txt"):
+        if (d / f"{domain}_{split}.txt").is_file():
+            return d / f"{domain}_{split}.txt"
+    raise BenchmarkError(
+        f"DomainNet split file {domain}_{split}.txt not in {root} or {root / 'txt'}; "
+        f"get it from {BASE_URL}/domainnet/txt/{domain}_{split}.txt"
+    )
+
+
+def read_split(root: Path, domain: str, split: str, label_of: dict[int, int], full: bool) -> list[tuple[str, int]]:
+    """(path, label) for one official split file, every line validated; labels remapped by label_of.
+
+    With the full label space, the line count must match the card and real_train must cover every class.
+    Image files are checked against one directory listing per class folder (cheap).
+    """
+    path = split_file(root, domain, split)
+    names = classes()
+    samples, listings, seen = [], {}, set()
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        where = f"{path}:{n}"
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise BenchmarkError(f"{where}: expected '<domain>/<class>/<file> <label>', got {line.strip()!r}")
+        rel, label = parts[0], int(parts[1])
+        bits = rel.split("/")
+        if len(bits) != 3 or bits[0] != domain:
+            raise BenchmarkError(f"{where}: path {rel!r} is not {domain}/<class>/<file>")
+        if not 0 <= label < NUM_CLASSES:
+            raise BenchmarkError(f"{where}: label {label} out of range 0..{NUM_CLASSES - 1}")
+        if names[label] != bits[1]:
+            raise BenchmarkError(f"{where}: label {label} is {names[label]!r} in the class list but the folder is {bits[1]!r}")
+        seen.add(label)
+        if label not in label_of:
+            continue
+        folder = root / domain / bits[1]
+        if folder not in listings:
+            listings[folder] = set(os.listdir(folder)) if folder.is_dir() else set()
+        if bits[2] not in listings[folder]:
+            raise BenchmarkError(f"{where}: image {root / rel} is missing (partial or wrong copy of {domain})")
+        samples.append((str(root / rel), label_of[label]))
+    title = f"DomainNet {domain}_{split}"
+    if full:
+        check_count(title, n_lines(path), EXPECTED[domain, split])
+        if (domain, split) == (ID_DOMAIN, "train") and len(seen) != NUM_CLASSES:
+            raise BenchmarkError(f"{title} covers {len(seen)} of {NUM_CLASSES} classes: wrong or partial split file")
+    if not samples:
+        raise BenchmarkError(f"{title} has no images of the chosen classes")
+    return samples
+
+
+def n_lines(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
+def resolve_classes(value) -> list[int]:
+    """Labels (official indices) in the label space: all 345, or those named by --size classes=..."""
+    if value is None:
+        return list(range(NUM_CLASSES))
+    chosen = set(parse_choice(value, classes(), "classes"))
+    if len(chosen) < 2:
+        raise BenchmarkError("classes= needs at least two DomainNet classes")
+    return [i for i, name in enumerate(classes()) if name in chosen]
+
+
+@SUITES.register("domainnet", "DomainNet: train on real (ID), test on sketch/painting/infograph/clipart (OOD); needs the data")
+def domainnet_suite(opts: SuiteOptions) -> Suite:
+    sizes = check_sizes("domainnet", opts.sizes, DEFAULT_SIZES)
+    ood = parse_choice(sizes["evals"], [d for d in DOMAINS if d != ID_DOMAIN], "evals")
+    labels = resolve_classes(sizes["classes"])
+    label_of = {lab: i for i, lab in enumerate(labels)}
+    full = len(labels) == NUM_CLASSES
+    root = LOCATION.find(opts.data_root, lambda d: all((d / x).is_dir() for x in (ID_DOMAIN, *ood)))
+    seed = sizes["split_seed"]
+
+    pool = read_split(root, ID_DOMAIN, "train", label_of, full)
+    n_sel = round(sizes["selection_fraction"] * len(pool))
+    fit_idx, sel_idx = disjoint_split(len(pool), n_sel, seed)
+    train = subsample([pool[i] for i in fit_idx], sizes["train_max"], seed)
+    selection = [pool[i] for i in sel_idx]
+
+    def test_set(domain, role, offset):
+        samples = subsample(read_split(root, domain, "test", label_of, full), sizes["eval_max"], seed + offset)
+        return EvalSet(domain, role, ImageListDataset(samples, opts.eval_transform))
+
+    evals = [test_set(ID_DOMAIN, "id", 0)] + [test_set(d, "ood", i) for i, d in enumerate(ood, 1)]
+    return Suite(
+        name="domainnet",
+        classnames=[classes()[i].replace("_", " ") for i in labels],
+        train=ImageListDataset(train, opts.train_transform),
+        selection=ImageListDataset(selection, opts.eval_transform),
+        evals=evals,
+        notes={"sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
+               "classes": "all 345" if full else [classes()[i] for i in labels],
+               "split": f"real_train: {len(train)} train / {len(selection)} selection (seed {seed})"},
+    )  # fmt: skip
+
+
+@DATASETS.register("domainnet", f"DomainNet, six domains + official split files ({LOCATION.env_var} or --data-root/domainnet)")
+def prepare(data_root: Path | None, download: bool = False, progress: bool = True) -> PrepareReport:
+    where = ", ".join(str(d) for d in LOCATION.candidates(data_root)) or f"--data-root/domainnet or ${LOCATION.env_var}"
+    lines = [f"DomainNet (345 classes, 6 domains): {LOCATION.how_to_get}.",
+             f"Looked in: {where} (card: datasets/domainnet.toml)"]  # fmt: skip
+    if download:
+        lines.append("automatic download is not offered; fetch the files listed above")
+    ok = True
+    try:
+        root = LOCATION.find(data_root)
+    except BenchmarkError as e:
+        return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
+    every = {i: i for i in range(NUM_CLASSES)}
+    for domain in DOMAINS:
+        needed = domain == ID_DOMAIN or domain in OOD_DOMAINS
+        for split in ("train", "test"):
+            title = f"DomainNet {domain}_{split}"
+            try:
+                samples = read_split(root, domain, split, every, full=True)
+                bad = verify_images([p for p, _ in samples], title, progress)
+                if bad:
+                    raise BenchmarkError(f"{len(bad)} unreadable images in {title}, e.g. {bad[0]}")
+                lines.append(f"ok  {title}: {len(samples)} images (card: {EXPECTED[domain, split]}), every image decodes")
+            except BenchmarkError as e:
+                ok = ok and not needed
+                tag = "missing/bad" if needed else "optional (only for evals=...,quickdraw)"
+                lines.append(f"{tag}: {e}")
+    return PrepareReport(ok, "\n".join(lines))

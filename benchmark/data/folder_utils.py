@@ -1,0 +1,156 @@
+"""Shared pieces of the image-folder adapters (ImageNet and its variants, DomainNet).
+
+Finding a dataset (``--data-root`` subfolder or environment variable), reading class-list files,
+listing class folders with torchvision's ``make_dataset`` (explicit class -> index maps, so nothing
+depends on how folder names sort), cheap count checks, and full decode checks for ``benchmark prepare``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+from tqdm import tqdm
+
+from benchmark.errors import BenchmarkError
+
+# Cards (datasets/<name>.toml; tests check their counts equal the adapters') and class-list files
+# live in the repository's datasets/ folder (data only, not a package).
+CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+# Missing or extra images allowed before a count check fails: a re-encoded or partly re-downloaded
+# copy may differ by a handful of files; anything larger is the wrong or a partial copy.
+COUNT_TOLERANCE = 0.005
+
+
+def data_file(*parts: str) -> Path:
+    """A class-list or mapping file under datasets/; one-line error if the checkout lacks it."""
+    path = CARDS_DIR.joinpath(*parts)
+    if not path.is_file():
+        raise BenchmarkError(f"class-list file {path} is missing (run from a checkout of the repository)")
+    return path
+
+
+@dataclass
+class Location:
+    """Where one dataset is looked for: subfolders of --data-root, then an environment variable."""
+
+    title: str
+    subdirs: Sequence[str]
+    env_var: str
+    how_to_get: str
+
+    def candidates(self, data_root: Path | None) -> list[Path]:
+        dirs = [Path(data_root) / s for s in self.subdirs] if data_root else []
+        if os.environ.get(self.env_var):
+            dirs.append(Path(os.environ[self.env_var]))
+        return dirs
+
+    def find(self, data_root: Path | None, looks_right: Callable[[Path], bool] = Path.is_dir) -> Path:
+        for d in self.candidates(data_root):
+            if looks_right(d):
+                return d
+        tried = ", ".join(str(d) for d in self.candidates(data_root)) or "nowhere (no --data-root, no env var)"
+        raise BenchmarkError(
+            f"{self.title} not found (looked in: {tried}); {self.how_to_get}; then pass --data-root "
+            f"(containing {' or '.join(self.subdirs)}) or set {self.env_var}"
+        )
+
+
+def scan_classes(root: Path, class_to_idx: dict[str, int], title: str) -> list[tuple[str, int]]:
+    """(path, label) for every image under root/<folder>/, labels from the explicit map.
+
+    Missing or empty class folders are an error naming the first few; folders not in the map are ignored
+    (ObjectNet ships 313 folders of which 113 are ImageNet classes).
+    """
+    missing = [c for c in class_to_idx if not (root / c).is_dir()]
+    if missing:
+        raise BenchmarkError(
+            f"{title} at {root} is partial: {len(missing)} of {len(class_to_idx)} class folders missing "
+            f"(e.g. {', '.join(missing[:3])})"
+        )
+    samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
+    counts = np.bincount([y for _, y in samples], minlength=max(class_to_idx.values()) + 1)
+    empty = [c for c, i in class_to_idx.items() if counts[i] == 0]
+    if empty:
+        raise BenchmarkError(f"{title} at {root}: {len(empty)} class folders hold no images (e.g. {', '.join(empty[:3])})")
+    return samples
+
+
+def check_count(title: str, found: int, expected: int, tolerance: float = COUNT_TOLERANCE) -> str:
+    """One report line; a BenchmarkError when found is off by more than the tolerance."""
+    if abs(found - expected) > tolerance * expected:
+        raise BenchmarkError(
+            f"{title} has {found} images, expected {expected} (tolerance {tolerance:.1%}): wrong or partial copy"
+        )
+    return f"{title}: {found} images (card: {expected})"
+
+
+def load_rgb(path: str, crop: int = 0) -> Image.Image:
+    """Decode to RGB, optionally cutting `crop` pixels off every side; unreadable files -> one-line error."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            img = img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise BenchmarkError(f"cannot read image {path}: {e}") from None
+    if crop:
+        img = img.crop((crop, crop, img.width - crop, img.height - crop))
+    return img
+
+
+class ImageListDataset(Dataset):
+    """(path, label) samples decoded lazily; `crop` trims a border before the backbone transform."""
+
+    def __init__(self, samples: Sequence[tuple[str, int]], transform: Callable, crop: int = 0):
+        self.samples, self.transform, self.crop = list(samples), transform, crop
+        self.targets = [y for _, y in self.samples]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, label = self.samples[i]
+        return self.transform(load_rgb(path, self.crop)), label
+
+
+def subsample(samples: list, n_max: int | None, seed: int) -> list:
+    """A seeded subset of at most n_max samples, kept in their original order (None: all)."""
+    if n_max is None or n_max >= len(samples):
+        return samples
+    keep = np.sort(np.random.default_rng(seed).permutation(len(samples))[:n_max])
+    return [samples[i] for i in keep]
+
+
+def verify_images(paths: Sequence[str], title: str, progress: bool = True) -> list[str]:
+    """Decode every image fully (what `prepare` does); returns 'path: error' for each unreadable one."""
+    bad = []
+    for path in tqdm(paths, desc=f"decoding {title}", unit="img", disable=not progress, leave=False):
+        try:
+            with Image.open(path) as img:
+                img.load()
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            bad.append(f"{path}: {e}")
+    return bad
+
+
+def parse_choice(value, valid: Sequence[str], key: str) -> list[str]:
+    """A --size value naming several items: a list/tuple, or 'a,b,c' (the CLI passes unparsed text)."""
+    items = [value] if isinstance(value, str) else list(value)
+    names = [s.strip().strip("()[]'\" ") for item in items for s in str(item).split(",")]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise BenchmarkError(f"{key}={value!r}: unknown or empty {unknown}; valid: {', '.join(valid)}")
+    return names
+
+
+def check_sizes(suite: str, overrides: dict, defaults: dict) -> dict:
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise BenchmarkError(f"unknown {suite} size option(s) {sorted(unknown)}; valid: {sorted(defaults)}")
+    return {**defaults, **overrides}

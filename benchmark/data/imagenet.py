@@ -1,0 +1,301 @@
+"""ImageNet-1k (ID) and its natural distribution shifts (OOD): the ``imagenet`` suite.
+
+Cards: datasets/imagenet.toml, imagenet-v2.toml, imagenet-a.toml, imagenet-r.toml, imagenet-sketch.toml,
+objectnet.toml. Protocol:
+- label space: the 1000 ILSVRC-2012 wnids in sorted order (torchvision ImageFolder's order), read from
+  timm's data/_info/imagenet_synsets.txt; class names for zero-shot heads from open_clip;
+- train = ImageNet train minus a seeded ``selection_per_class`` slice per class (the selection split,
+  never a reported one); the reported ID set is ImageNet val;
+- ImageNet-V2 folders are integer class indices (mapped by int, never sorted as strings);
+- ImageNet-A / -R cover 200 wnids each (timm's imagenet_a/r_synsets.txt): SubsetLabelMap;
+- ObjectNet: the 113 classes mapped to ImageNet by the release's mappings/ (datasets/objectnet/), logits
+  max-pooled over each class's ImageNet classes, and the 2 px border cropped before the transform (as in
+  wise-ft's ObjectNet loader).
+A missing eval set is an error; ``--size evals=v2,a`` restricts the suite on purpose. ``--size wnids=...``
+restricts the label space to some classes (cheap runs, tests): every eval set keeps only those classes,
+and records carry the restriction in their sizes.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from benchmark.data import DATASETS, SUITES, PrepareReport, SuiteOptions
+from benchmark.data.base import IDENTITY, EvalSet, LabelMap, MaxPoolLabelMap, Suite, SubsetLabelMap, disjoint_split
+from benchmark.data.folder_utils import (ImageListDataset, Location, check_count, check_sizes, data_file,
+                                         parse_choice, scan_classes, subsample, verify_images)  # fmt: skip
+from benchmark.errors import BenchmarkError
+
+DEFAULT_SIZES = {
+    "evals": ("v2", "a", "r", "sketch", "objectnet"),  # which OOD sets to load (all by default)
+    "selection_per_class": 10,  # train images per class held out as the selection split (10,000 in all)
+    "train_per_class": None,    # cap on training images per class (None: all ~1281)
+    "eval_max": None,           # cap on images per eval set, seeded subsample (None: all; for quick runs)
+    "wnids": None,              # restrict the label space: comma-separated wnids or a file of them
+    "split_seed": 0,            # fixed across run seeds: seeds vary training, not the data
+}  # fmt: skip
+OBJECTNET_BORDER = 2  # pixels cut from every side (wise-ft src/datasets/objectnet.py `crop`)
+
+
+def _timm_info(name: str) -> list[str]:
+    # Read without importing timm (it pulls in torch models); the file is timm's own class list.
+    root = importlib.util.find_spec("timm").submodule_search_locations[0]
+    return (Path(root) / "data" / "_info" / name).read_text().split()
+
+
+@functools.cache
+def imagenet_wnids() -> tuple[str, ...]:
+    wnids = tuple(_timm_info("imagenet_synsets.txt"))
+    if len(wnids) != 1000 or list(wnids) != sorted(wnids):
+        raise BenchmarkError("timm's imagenet_synsets.txt is not the 1000 sorted ILSVRC-2012 wnids; reinstall timm")
+    return wnids
+
+
+@functools.cache
+def subset_wnids(which: str) -> tuple[str, ...]:
+    """The 200 wnids of ImageNet-A (which='a') or ImageNet-R ('r'), in ImageNet index order."""
+    return tuple(_timm_info(f"imagenet_{which}_synsets.txt"))
+
+
+@functools.cache
+def objectnet_to_imagenet() -> dict[str, list[int]]:
+    """ObjectNet folder -> ImageNet class indices, for the 113 ObjectNet classes that overlap ImageNet.
+
+    Derived from the ObjectNet release's mappings/ files (stored verbatim in datasets/objectnet/), the same
+    way the release and wise-ft do: ObjectNet label -> ImageNet names -> 2012 id -> PyTorch class index.
+    """
+    def load(name):
+        return data_file("objectnet", name)
+
+    folder_of = {label: folder for folder, label in json.loads(load("folder_to_objectnet_label.json").read_text()).items()}
+    to_names = json.loads(load("objectnet_to_imagenet_1k.json").read_text())
+    index_of_id = {v: int(k) for k, v in json.loads(load("pytorch_to_imagenet_2012_id.json").read_text()).items()}
+    names = [line.strip() for line in load("imagenet_to_label_2012_v2").read_text().splitlines()]
+    index_of_name: dict[str, int | None] = {}
+    for i, name in enumerate(names):
+        index_of_name[name] = None if name in index_of_name else index_of_id[i]  # 'crane' names two classes
+    mapping = {}
+    for label, joined in to_names.items():
+        indices = [index_of_name.get(n) for n in joined.split("; ")]
+        if None in indices:
+            raise BenchmarkError(f"ObjectNet mapping for {label!r} names an unknown or ambiguous ImageNet class")
+        mapping[folder_of[label]] = sorted(indices)
+    return dict(sorted(mapping.items()))
+
+
+@functools.cache
+def imagenet_classnames() -> tuple[str, ...]:
+    # CLIP's curated names (the ones wise-ft / open_clip zero-shot heads use), in wnid order.
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    return tuple(IMAGENET_CLASSNAMES)
+
+
+def resolve_universe(value) -> list[str]:
+    """The label space: all 1000 wnids, or those named by --size wnids=... (in ImageNet index order)."""
+    full = imagenet_wnids()
+    if value is None:
+        return list(full)
+    if isinstance(value, (str, Path)) and Path(value).is_file():
+        value = Path(value).read_text().split()
+    chosen = set(parse_choice(value, full, "wnids"))
+    if len(chosen) < 2:
+        raise BenchmarkError("wnids= needs at least two ImageNet classes")
+    return [w for w in full if w in chosen]
+
+
+@dataclass
+class Variant:
+    """One ImageNet-labelled image folder: where it lives, what the card expects, how labels map."""
+
+    key: str          # name in --size evals=...
+    name: str         # eval set / `benchmark prepare` name
+    location: Location
+    expected: dict    # split subfolder ("" = the folder itself) -> images in the full release
+    classes: Callable[[dict], tuple[dict, LabelMap]]  # universe position of each wnid -> (folder -> label, map)
+    crop: int = 0
+    looks_right: Callable[[Path], bool] = Path.is_dir
+
+    def scan(self, root: Path, universe_pos: dict, full: bool) -> dict[str, list]:
+        class_to_idx, _ = self.classes(universe_pos)
+        out = {}
+        for split, expected in self.expected.items():
+            title = f"{self.location.title} {split}".strip()
+            samples = scan_classes(root / split if split else root, class_to_idx, title)
+            if full:
+                check_count(title, len(samples), expected)
+            out[split] = samples
+        return out
+
+
+def _same_wnids(pos):
+    return dict(pos), IDENTITY
+
+
+def _v2_classes(pos):
+    index = {w: i for i, w in enumerate(imagenet_wnids())}
+    # Folder names are the class indices as integers: map by value, never by sorted-string position.
+    return {str(index[w]): p for w, p in pos.items()}, IDENTITY
+
+
+def _subset_classes(which):
+    def classes(pos):
+        kept = [w for w in subset_wnids(which) if w in pos]
+        if not kept:
+            raise BenchmarkError(f"none of the chosen wnids is among ImageNet-{which.upper()}'s 200 classes; drop it with evals=")
+        return {w: j for j, w in enumerate(kept)}, SubsetLabelMap([pos[w] for w in kept])
+
+    return classes
+
+
+def _objectnet_classes(pos):
+    wnids = imagenet_wnids()
+    groups = {}
+    for folder, indices in objectnet_to_imagenet().items():
+        group = [pos[wnids[i]] for i in indices if wnids[i] in pos]
+        if group:  # with a restricted label space, an ObjectNet class keeps its ImageNet classes in it
+            groups[folder] = group
+    if not groups:
+        raise BenchmarkError("none of the chosen wnids maps to an ObjectNet class; drop it with evals=")
+    return {f: j for j, f in enumerate(groups)}, MaxPoolLabelMap(list(groups.values()))
+
+
+def _howto(url: str, layout: str) -> str:
+    return f"download it from {url} and unpack it so that {layout}"
+
+
+VARIANTS = {
+    "imagenet": Variant(
+        "imagenet", "imagenet",
+        Location("ImageNet-1k", ["imagenet", "ILSVRC2012"], "IMAGENET_DIR",
+                 _howto("https://image-net.org/download-images (ILSVRC2012 train + val, licence required)",
+                        "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (val sorted into wnid folders)")),
+        {"train": 1_281_167, "val": 50_000}, _same_wnids,
+        looks_right=lambda d: (d / "train").is_dir() and (d / "val").is_dir()),
+    "v2": Variant(
+        "v2", "imagenet-v2",
+        Location("ImageNet-V2 matched-frequency", ["imagenetv2-matched-frequency-format-val", "imagenet-v2"],
+                 "IMAGENET_V2_DIR",
+                 _howto("https://huggingface.co/datasets/vaishaal/ImageNetV2 (imagenetv2-matched-frequency.tar.gz)",
+                        "<dir>/<class index 0..999>/*.jpeg")),
+        {"": 10_000}, _v2_classes),
+    "a": Variant(
+        "a", "imagenet-a",
+        Location("ImageNet-A", ["imagenet-a"], "IMAGENET_A_DIR",
+                 _howto("https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar", "imagenet-a/<wnid>/*.jpg")),
+        {"": 7_500}, _subset_classes("a")),
+    "r": Variant(
+        "r", "imagenet-r",
+        Location("ImageNet-R", ["imagenet-r"], "IMAGENET_R_DIR",
+                 _howto("https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar", "imagenet-r/<wnid>/*.jpg")),
+        {"": 30_000}, _subset_classes("r")),
+    "sketch": Variant(
+        "sketch", "imagenet-sketch",
+        Location("ImageNet-Sketch", ["sketch", "imagenet-sketch"], "IMAGENET_SKETCH_DIR",
+                 _howto("https://huggingface.co/datasets/imagenet_sketch (data/ImageNet-Sketch.zip)",
+                        "sketch/<wnid>/*.JPEG")),
+        {"": 50_889}, _same_wnids),
+    "objectnet": Variant(
+        "objectnet", "objectnet",
+        Location("ObjectNet", ["objectnet-1.0/images", "objectnet/images"], "OBJECTNET_DIR",
+                 _howto("https://objectnet.dev/download.html (objectnet-1.0.zip, licence forbids training on it)",
+                        "objectnet-1.0/images/<folder>/*.png (OBJECTNET_DIR: the images folder)")),
+        {"": 18_574}, _objectnet_classes, crop=OBJECTNET_BORDER),
+}  # fmt: skip
+EVAL_KEYS = [k for k in VARIANTS if k != "imagenet"]
+
+
+def split_train(samples: list, universe: list[str], sizes: dict) -> tuple[list, list]:
+    """Per class: a seeded ``selection_per_class`` hold-out, the rest (optionally capped) for training.
+
+    Seeds depend on the class's ImageNet index, so a class's hold-out is the same in every label space.
+    """
+    by_class: dict[int, list] = {}
+    for s in samples:
+        by_class.setdefault(s[1], []).append(s)
+    index = {w: i for i, w in enumerate(imagenet_wnids())}
+    k, seed = sizes["selection_per_class"], sizes["split_seed"]
+    train, selection = [], []
+    for label, wnid in enumerate(universe):
+        items = by_class[label]
+        if len(items) <= k:
+            raise BenchmarkError(f"ImageNet train class {wnid} has {len(items)} images; selection_per_class={k} needs more")
+        class_seed = seed * 1_000_003 + index[wnid]
+        rest, held = disjoint_split(len(items), k, class_seed)
+        train += subsample([items[i] for i in rest], sizes["train_per_class"], class_seed)
+        selection += [items[i] for i in held]
+    return train, selection
+
+
+@SUITES.register("imagenet", "ImageNet-1k (ID) vs ImageNet-V2/-A/-R/-Sketch and ObjectNet (OOD); needs the data")
+def imagenet_suite(opts: SuiteOptions) -> Suite:
+    sizes = check_sizes("imagenet", opts.sizes, DEFAULT_SIZES)
+    keys = parse_choice(sizes["evals"], EVAL_KEYS, "evals")
+    universe = resolve_universe(sizes["wnids"])
+    pos = {w: i for i, w in enumerate(universe)}
+    full = len(universe) == len(imagenet_wnids())
+    # Find every folder before scanning any, so a missing set fails in a second, not after the train scan.
+    roots = {k: VARIANTS[k].location.find(opts.data_root, VARIANTS[k].looks_right) for k in ["imagenet", *keys]}
+    splits = VARIANTS["imagenet"].scan(roots["imagenet"], pos, full)
+    train, selection = split_train(splits["train"], universe, sizes)
+
+    def ds(samples, transform, crop=0):
+        return ImageListDataset(samples, transform, crop)
+
+    seed = sizes["split_seed"]
+    evals = [EvalSet("imagenet", "id", ds(subsample(splits["val"], sizes["eval_max"], seed), opts.eval_transform))]
+    for i, key in enumerate(keys, 1):
+        v = VARIANTS[key]
+        samples = v.scan(roots[key], pos, full)[""]
+        _, label_map = v.classes(pos)
+        evals.append(EvalSet(v.name, "ood", ds(subsample(samples, sizes["eval_max"], seed + i), opts.eval_transform, v.crop),
+                             label_map=label_map))  # fmt: skip
+    names = imagenet_classnames()
+    index = {w: i for i, w in enumerate(imagenet_wnids())}
+    return Suite(
+        name="imagenet",
+        classnames=[names[index[w]] for w in universe],
+        train=ds(train, opts.train_transform),
+        selection=ds(selection, opts.eval_transform),
+        evals=evals,
+        notes={"sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
+               "wnids": "all 1000" if full else universe, "evals": [e.name for e in evals],
+               "label_maps": {e.name: e.label_map.describe() for e in evals}},
+    )  # fmt: skip
+
+
+def prepare_variant(key: str, data_root: Path | None, download: bool = False, progress: bool = True) -> PrepareReport:
+    """Say what to download and where; verify a copy: class folders, counts vs the card, every image decodes."""
+    v = VARIANTS[key]
+    loc = v.location
+    where = ", ".join(str(d) for d in loc.candidates(data_root)) or f"--data-root/{loc.subdirs[0]} or ${loc.env_var}"
+    lines = [f"{loc.title}: {loc.how_to_get}.", f"Looked in: {where} (card: datasets/{v.name}.toml)"]
+    if download:
+        lines.append("automatic download is not offered (licences and hosts differ); follow the line above")
+    try:
+        root = loc.find(data_root, v.looks_right)
+        universe = imagenet_wnids()
+        for split, samples in v.scan(root, {w: i for i, w in enumerate(universe)}, full=True).items():
+            title = f"{loc.title} {split}".strip()
+            lines.append("ok  " + check_count(title, len(samples), v.expected[split]) + f"  ({root / split})")
+            bad = verify_images([p for p, _ in samples], title, progress)
+            if bad:
+                raise BenchmarkError(f"{len(bad)} unreadable images in {title}, e.g. {bad[0]}")
+            lines.append(f"ok  {title}: every image decodes")
+    except BenchmarkError as e:
+        return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
+    return PrepareReport(True, "\n".join(lines))
+
+
+def _register_prepare(key: str) -> None:
+    v = VARIANTS[key]
+    DATASETS.register(v.name, f"{v.location.title} ({v.location.env_var} or --data-root/{v.location.subdirs[0]})")(
+        functools.partial(prepare_variant, key))
+
+
+for _key in VARIANTS:
+    _register_prepare(_key)
