@@ -231,6 +231,30 @@ def split_train(samples: list, universe: list[str], sizes: dict) -> tuple[list, 
     return train, selection
 
 
+def imagenet_suite_around(name: str, opts: SuiteOptions, sizes: dict, universe: list[str], ood: list[EvalSet],
+                          notes: dict) -> Suite:
+    """ImageNet train / selection / val (id) around the given OOD eval sets (shared with imagenet-c).
+
+    Callers scan their OOD data first: a missing or partial set then fails before the long train scan.
+    """
+    pos = {w: i for i, w in enumerate(universe)}
+    full = len(universe) == len(imagenet_wnids())
+    v = VARIANTS["imagenet"]
+    splits = v.scan(v.location.find(opts.data_root, v.looks_right), pos, full)
+    train, selection = split_train(splits["train"], universe, sizes)
+    val = subsample(splits["val"], sizes["eval_max"], sizes["split_seed"])
+    names, index = imagenet_classnames(), {w: i for i, w in enumerate(imagenet_wnids())}
+    return Suite(
+        name=name,
+        classnames=[names[index[w]] for w in universe],
+        train=ImageListDataset(train, opts.train_transform),
+        selection=ImageListDataset(selection, opts.eval_transform),
+        evals=[EvalSet("imagenet", "id", ImageListDataset(val, opts.eval_transform)), *ood],
+        notes={"sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
+               "wnids": "all 1000" if full else universe, **notes},
+    )  # fmt: skip
+
+
 @SUITES.register("imagenet", "ImageNet-1k (ID) vs ImageNet-V2/-A/-R/-Sketch and ObjectNet (OOD); needs the data")
 def imagenet_suite(opts: SuiteOptions) -> Suite:
     sizes = check_sizes("imagenet", opts.sizes, DEFAULT_SIZES)
@@ -240,32 +264,14 @@ def imagenet_suite(opts: SuiteOptions) -> Suite:
     full = len(universe) == len(imagenet_wnids())
     # Find every folder before scanning any, so a missing set fails in a second, not after the train scan.
     roots = {k: VARIANTS[k].location.find(opts.data_root, VARIANTS[k].looks_right) for k in ["imagenet", *keys]}
-    splits = VARIANTS["imagenet"].scan(roots["imagenet"], pos, full)
-    train, selection = split_train(splits["train"], universe, sizes)
-
-    def ds(samples, transform, crop=0):
-        return ImageListDataset(samples, transform, crop)
-
-    seed = sizes["split_seed"]
-    evals = [EvalSet("imagenet", "id", ds(subsample(splits["val"], sizes["eval_max"], seed), opts.eval_transform))]
+    ood = []
     for i, key in enumerate(keys, 1):
         v = VARIANTS[key]
-        samples = v.scan(roots[key], pos, full)[""]
+        samples = subsample(v.scan(roots[key], pos, full)[""], sizes["eval_max"], sizes["split_seed"] + i)
         _, label_map = v.classes(pos)
-        evals.append(EvalSet(v.name, "ood", ds(subsample(samples, sizes["eval_max"], seed + i), opts.eval_transform, v.crop),
-                             label_map=label_map))  # fmt: skip
-    names = imagenet_classnames()
-    index = {w: i for i, w in enumerate(imagenet_wnids())}
-    return Suite(
-        name="imagenet",
-        classnames=[names[index[w]] for w in universe],
-        train=ds(train, opts.train_transform),
-        selection=ds(selection, opts.eval_transform),
-        evals=evals,
-        notes={"sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
-               "wnids": "all 1000" if full else universe, "evals": [e.name for e in evals],
-               "label_maps": {e.name: e.label_map.describe() for e in evals}},
-    )  # fmt: skip
+        ood.append(EvalSet(v.name, "ood", ImageListDataset(samples, opts.eval_transform, v.crop), label_map=label_map))
+    return imagenet_suite_around("imagenet", opts, sizes, universe, ood,
+                                 {"label_maps": {e.name: e.label_map.describe() for e in ood}})
 
 
 def prepare_variant(key: str, data_root: Path | None, download: bool = False, progress: bool = True) -> PrepareReport:
