@@ -14,8 +14,12 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
+from torchvision import transforms
 
-from benchmark.data import domainnet, imagenet
+from benchmark.data import SuiteOptions, build_suite, domainnet, imagenet
+from benchmark.evaluate import accuracy, predict
+
+TO_TENSOR = transforms.ToTensor()  # what OracleModel reads: no resize, no normalisation
 
 # ImageNet indices chosen so that: their V2 folder names sort differently as strings ("10" < "2");
 # 6, 11, 530, 954 are in ImageNet-A; 1, 2, 6, 11, 100, 954 in ImageNet-R; 409 + 530 are ObjectNet's
@@ -34,6 +38,19 @@ def imagenet_fixture_sizes(indices: Sequence[int] = IMAGENET_FIXTURE_INDICES) ->
 
 def domainnet_fixture_sizes(labels: Sequence[int] = DOMAINNET_FIXTURE_LABELS) -> dict:
     return {"classes": ",".join(domainnet.classes()[i] for i in labels)}
+
+
+def fixture_suite(name: str, root: Path, **sizes):
+    """Build suite `name` on a fixture tree with raw-pixel transforms and the fixture's --size options."""
+    defaults = {"imagenet": imagenet_fixture_sizes, "domainnet": domainnet_fixture_sizes}[name]()
+    opts = SuiteOptions(data_root=root, train_transform=TO_TENSOR, eval_transform=TO_TENSOR,
+                        sizes={**defaults, **sizes}, progress=False)  # fmt: skip
+    return build_suite(name, opts)
+
+
+def score(model, eval_set) -> float:
+    """Top-1 accuracy of `model` on an EvalSet through its label map, as the harness computes it."""
+    return accuracy(*predict(model, eval_set.dataset, eval_set.label_map, torch.device("cpu"), batch_size=64))
 
 
 def colour(index: int) -> tuple[int, int, int]:

@@ -4,15 +4,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import torch
-from torchvision import transforms
 
-from benchmark.data import SuiteOptions, build_suite, domainnet
+from benchmark.data import domainnet
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import accuracy, predict
-from fixtures_cls import DOMAINNET_FIXTURE_LABELS, OracleModel, build_domainnet_tree, domainnet_fixture_sizes
-
-TO_TENSOR = transforms.ToTensor()
+from fixtures_cls import DOMAINNET_FIXTURE_LABELS, OracleModel, build_domainnet_tree, fixture_suite, score
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +16,7 @@ def tree(tmp_path_factory):
 
 
 def suite_from(root, **sizes):
-    opts = SuiteOptions(data_root=root, train_transform=TO_TENSOR, eval_transform=TO_TENSOR,
-                        sizes={**domainnet_fixture_sizes(), **sizes}, progress=False)  # fmt: skip
-    return build_suite("domainnet", opts)
+    return fixture_suite("domainnet", root, **sizes)
 
 
 def listed(root, domain, split):
@@ -51,7 +44,7 @@ def test_labels_follow_the_split_files_exactly(tree):
     suite = suite_from(tree)
     model = OracleModel(DOMAINNET_FIXTURE_LABELS)
     for e in suite.all_evals():
-        assert accuracy(*predict(model, e.dataset, e.label_map, torch.device("cpu"), 64)) == 1.0, e.name
+        assert score(model, e) == 1.0, e.name
 
 
 def test_quickdraw_only_on_request(tree):

@@ -6,19 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
 from benchmark.__main__ import main
-from benchmark.data import SuiteOptions, build_suite, imagenet
+from benchmark.data import imagenet
 from benchmark.data.folder_utils import ImageListDataset
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import accuracy, predict
-from fixtures_cls import (IMAGENET_FIXTURE_INDICES, OBJECTNET_UNMAPPED_FOLDER, OUTSIDER, OracleModel,
-                          build_imagenet_tree, decode, imagenet_fixture_sizes, write_image)  # fmt: skip
-
-TO_TENSOR = transforms.ToTensor()
-CPU = torch.device("cpu")
+from fixtures_cls import (IMAGENET_FIXTURE_INDICES, OBJECTNET_UNMAPPED_FOLDER, OUTSIDER, TO_TENSOR, OracleModel,
+                          build_imagenet_tree, decode, fixture_suite, imagenet_fixture_sizes, score,
+                          write_image)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +23,7 @@ def tree(tmp_path_factory):
 
 
 def suite_from(root, **sizes):
-    opts = SuiteOptions(data_root=root, train_transform=TO_TENSOR, eval_transform=TO_TENSOR,
-                        sizes={**imagenet_fixture_sizes(), **sizes}, progress=False)  # fmt: skip
-    return build_suite("imagenet", opts)
-
-
-def score(model, eval_set):
-    return accuracy(*predict(model, eval_set.dataset, eval_set.label_map, CPU, batch_size=64))
+    return fixture_suite("imagenet", root, **sizes)
 
 
 def test_suite_layout_and_disjoint_selection(tree):

@@ -7,6 +7,7 @@ depends on how folder names sort), cheap count checks, and full decode checks fo
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -126,16 +127,26 @@ def subsample(samples: list, n_max: int | None, seed: int) -> list:
     return [samples[i] for i in keep]
 
 
+def _decode_error(path: str) -> str | None:
+    try:
+        with Image.open(path) as img:
+            # JPEG: decode at 1/8 scale; still reads the whole entropy-coded stream, so truncation shows.
+            img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        return f"{path}: {e}"
+    return None
+
+
 def verify_images(paths: Sequence[str], title: str, progress: bool = True) -> list[str]:
-    """Decode every image fully (what `prepare` does); returns 'path: error' for each unreadable one."""
-    bad = []
-    for path in tqdm(paths, desc=f"decoding {title}", unit="img", disable=not progress, leave=False):
-        try:
-            with Image.open(path) as img:
-                img.load()
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            bad.append(f"{path}: {e}")
-    return bad
+    """Decode every image (what `prepare` does); returns 'path: error' for each unreadable one.
+
+    Threads, because PIL releases the GIL while decoding (ImageNet train: 1.28M files).
+    """
+    with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as pool:
+        results = pool.map(_decode_error, paths, chunksize=64)
+        bar = tqdm(results, total=len(paths), desc=f"decoding {title}", unit="img", disable=not progress, leave=False)
+        return [r for r in bar if r]
 
 
 def parse_choice(value, valid: Sequence[str], key: str) -> list[str]:
