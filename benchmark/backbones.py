@@ -11,6 +11,7 @@ are loaded, so a suite can be built before the model) and ``build(request)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -113,6 +114,106 @@ class Lite0:
         net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         if req.pretrained:
             net.load_state_dict(lite0_state_dict(), strict=True)
-        net.reset_classifier(0)  # the backbone now returns pooled 1280-d features
-        head = nn.Linear(net.num_features, len(req.classnames))
-        return Built(Classifier(net, head), *Lite0.transforms(req))
+        return Built(timm_classifier(net, req), *Lite0.transforms(req))
+
+
+def timm_classifier(net: nn.Module, req: BackboneRequest) -> Classifier:
+    net.reset_classifier(0)  # the backbone now returns pooled features
+    return Classifier(net, nn.Linear(net.num_features, len(req.classnames)))
+
+
+@BACKBONES.register("timm", "timm:<name> (weights from the local Hugging Face cache) or timm:<name>@<checkpoint file>")
+class Timm:
+    @staticmethod
+    def parse(req: BackboneRequest) -> tuple[str, str]:
+        import timm
+
+        name, _, path = req.arg.partition("@")
+        if not timm.is_model(name):
+            raise BenchmarkError(f"unknown timm model {name!r}; list them with timm.list_models('*pattern*')")
+        return name, path
+
+    @staticmethod
+    def transforms(req: BackboneRequest):
+        import timm
+        from timm.data import create_transform, resolve_data_config
+
+        name, _ = Timm.parse(req)
+        # The weights' own preprocessing (size, crop, mean/std); --image-size does not apply here.
+        cfg = resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(name).to_dict())
+        return create_transform(**cfg, is_training=True), create_transform(**cfg)
+
+    @staticmethod
+    def build(req: BackboneRequest) -> Built:
+        import timm
+
+        name, path = Timm.parse(req)
+        if path:
+            if not Path(path).is_file():
+                raise BenchmarkError(f"timm checkpoint {path} not found")
+            # timm's own loader (adapts the classifier, unwraps `state_dict` keys); never touches the hub.
+            net = load_or_fail(f"timm checkpoint {path} for {name}",
+                               lambda: timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": path}))  # fmt: skip
+        elif req.pretrained:
+            hint = f"run once online: python -c \"import timm; timm.create_model('{name}', pretrained=True)\", or pass timm:{name}@<checkpoint file>"
+            net = load_or_fail(f"pretrained weights for timm:{name} (not in the local Hugging Face cache? {hint})",
+                               lambda: timm.create_model(name, pretrained=True))  # fmt: skip
+        else:
+            net = timm.create_model(name, pretrained=False)
+        return Built(timm_classifier(net, req), *Timm.transforms(req))
+
+
+def load_or_fail(what: str, load: Callable):
+    """Run a loader; any failure (offline hub, corrupt or mismatched file) becomes one line naming `what`."""
+    try:
+        return load()
+    except Exception as e:  # noqa: BLE001 - the libraries raise many types; the user needs one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BenchmarkError(f"cannot load {what}: {first}") from e
+
+
+@BACKBONES.register("torchvision", "torchvision:<name>, DEFAULT ImageNet weights from the torch hub cache (offline)")
+class Torchvision:
+    @staticmethod
+    def weights(req: BackboneRequest):
+        import torchvision
+
+        names = torchvision.models.list_models(module=torchvision.models)
+        if req.arg not in names:
+            raise BenchmarkError(f"unknown torchvision model {req.arg!r}; list them with torchvision.models.list_models()")
+        return torchvision.models.get_model_weights(req.arg).DEFAULT
+
+    @staticmethod
+    def transforms(req: BackboneRequest):
+        evaluate = Torchvision.weights(req).transforms()
+        # Training augmentation of torchvision's reference recipe (references/classification/presets.py).
+        train = T.Compose([T.RandomResizedCrop(evaluate.crop_size, interpolation=evaluate.interpolation, antialias=True),
+                           T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(evaluate.mean, evaluate.std)])  # fmt: skip
+        return train, evaluate
+
+    @staticmethod
+    def build(req: BackboneRequest) -> Built:
+        import torchvision
+
+        weights = Torchvision.weights(req)
+        if req.pretrained:
+            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+            if not cached.is_file():  # checked first: torchvision would otherwise try to download
+                raise BenchmarkError(f"weights {weights} for torchvision:{req.arg} are not in the torch hub cache "
+                                     f"(expected {cached}); download them once online or copy the file there")  # fmt: skip
+            net = load_or_fail(f"{cached}", lambda: torchvision.models.get_model(req.arg, weights=weights))
+        else:
+            net = torchvision.models.get_model(req.arg, weights=None)
+        # The final Linear layer is the ImageNet classifier (fc, classifier[-1], heads.head, head): drop it.
+        linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise BenchmarkError(f"torchvision:{req.arg} has no final Linear classifier to replace; pick another model")
+        last = linears[-1]
+        parent, _, child = last.rpartition(".")
+        features = net.get_submodule(last).in_features
+        setattr(net.get_submodule(parent), child, nn.Identity())
+        return Built(Classifier(net, nn.Linear(features, len(req.classnames))), *Torchvision.transforms(req))
+
+
+# Registers the `clip` family (kept apart: it brings the text tower and zero-shot heads).
+from benchmark import backbones_clip  # noqa: E402,F401
