@@ -7,6 +7,8 @@ records its sha256. On every call, shards that are missing, partial (killed mid-
 manifest (killed before it was updated) or whose digest differs (bit rot, edited) are redone; the rest
 are reused, so an interrupted build resumes where it stopped and no image is corrupted twice.
 Image i under (c, k) always gets seed ``image_seed(c, k, i)``, whichever shard or worker runs it.
+Only images are corrupted: a segmentation suite keeps its masks as they are (as Cityscapes-C and
+PASCAL-C do), so a corrupted variant pairs ``read(c, k)[i]`` with the clean set's mask i.
 """
 from __future__ import annotations
 
