@@ -55,6 +55,8 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True) 
     if path.exists():
         return Outcome(run_id, path, "skipped", records.read_record(path))
     method_cls = METHODS.get(cfg.method)
+    if suite.task not in method_cls.tasks:
+        raise BenchmarkError(f"method {cfg.method} supports {'/'.join(method_cls.tasks)} suites only; {cfg.suite} is a {suite.task} suite")
     started = time.time()
     torch.manual_seed(cfg.seed)
     built = create_backbone(cfg.backbone, suite.classnames, cfg.image_size, cfg.pretrained)
@@ -67,10 +69,11 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True) 
                      selection_loader=loader(suite.selection, hp["batch_size"], shuffle=True,
                                              generator=torch.Generator().manual_seed(cfg.seed)),
                      device=dev, num_classes=suite.num_classes, suite=cfg.suite, seed=cfg.seed,
-                     extras=built.extras, head_is_pretrained=built.head_is_pretrained)  # fmt: skip
+                     extras=built.extras, head_is_pretrained=built.head_is_pretrained,
+                     checkpoint=path.with_suffix(".ckpt.pt"), progress=progress)  # fmt: skip
     method = method_cls(hp)
     method.setup(model, ctx)
-    checkpoint = path.with_suffix(".ckpt.pt")
+    checkpoint = ctx.checkpoint
     curves = fit(model, method, ctx, hp, suite.train, checkpoint, progress)
     rows = []
     for variant, state in method.finalize(model).items():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +35,9 @@ class RunContext:
     seed: int
     extras: dict = field(default_factory=dict)
     head_is_pretrained: bool = False
+    # The run's checkpoint file: a method that trains more than once (model soups) keeps its own beside it.
+    checkpoint: Path | None = None
+    progress: bool = True
 
     @cached_property
     def reference(self) -> nn.Module:
@@ -58,6 +62,10 @@ class Method:
     RECIPES: dict[str, dict] = {}
     # Methods that need the CLIP text tower (FLYP, Lipsum-FT) set this; the harness checks it.
     needs_text_tower = False
+    # Suite tasks the method supports (Suite.task); the harness refuses the others with one line.
+    # Segmentation targets carry -100 (F.cross_entropy's default ignore_index) for void pixels, so the
+    # default loss works unchanged on (N, H, W) masks.
+    tasks: tuple[str, ...] = ("classification", "segmentation")
 
     def __init__(self, hp: dict):
         self.hp = hp
