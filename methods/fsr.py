@@ -89,6 +89,7 @@ def eval_mode(model):
 @METHODS.register("fsr")
 class FSR(Method):
     name = "fsr"
+    tasks = ("classification",)  # features + class logits; a segmentation reading would need its own choices
     description = "function-space distance to the pretrained model on simulated OOD + consistency (our reading of the abstract)"
     # No recipe is public (only the abstract), so no per-suite recipe: the suite's training recipe is used.
     HPARAMS = {

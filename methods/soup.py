@@ -58,6 +58,7 @@ def cpu_copy(state: State) -> State:
 @METHODS.register("soup")
 class Soup(Method):
     name = "soup"
+    tasks = ("classification",)  # greedy membership is judged by top-1 accuracy
     description = "model soups: K fine-tunings (lr sweep) from one init, uniform and greedy weight averages"
     HPARAMS = {
         # Extra ingredients' lr multipliers (ingredient 0 uses the recipe's lr). Ours: a small sweep, one
