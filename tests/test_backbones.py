@@ -10,8 +10,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.run import execute, prepare_suite
 from methods import METHODS
 from tests import tiny_cls
-
-TINY_CLIP = "clip:oodbench-tiny-clip/random"
+from tests.clip_ctx import TINY_CLIP
 
 
 @pytest.fixture(scope="module")

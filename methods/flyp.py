@@ -1,0 +1,67 @@
+"""FLYP, "Finetune Like You Pretrain" (Goyal et al., CVPR 2023): fine-tune both CLIP towers with the
+pre-training contrastive loss between each image and a prompt of its class, then classify with the
+zero-shot head rebuilt from the fine-tuned text tower.
+
+As in the official code (github.com/locuslab/FLYP, src/models/flyp_loss.py): each image is paired with
+one of the 80 OpenAI ImageNet prompts of its class, drawn at random (their CSV lists every
+(image, template) pair and samples rows); the loss is open_clip's ClipLoss (symmetric cross-entropy over
+the batch, other images of the same class count as negatives) with the trained logit scale; every
+parameter of both towers trains (the logit scale included, unclamped); evaluation uses the zero-shot
+head of the fine-tuned model (`get_zeroshot_classifier`), the task head is not trained.
+"""
+from __future__ import annotations
+
+import torch
+
+from methods import METHODS
+from methods.base import Method, is_head
+
+
+def clip_loss(image_features, text_features, scale) -> torch.Tensor:
+    import open_clip
+
+    return open_clip.ClipLoss()(image_features, text_features, scale)
+
+
+@METHODS.register("flyp")
+class FLYP(Method):
+    name = "flyp"
+    description = "FLYP: contrastive image-prompt fine-tuning of both CLIP towers; zero-shot head at the end"
+    needs_text_tower = True
+    tasks = ("classification",)
+    # FLYP README, ImageNet: AdamW lr 1e-5, wd 0.1, batch 512, 10 epochs, 500 warm-up steps (args.py
+    # default), cosine, no gradient clipping.
+    RECIPES = {
+        "imagenet": {"optimizer": "adamw", "lr": 1e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10,
+                     "warmup_steps": 500, "grad_clip": 0.0},
+    }  # fmt: skip
+
+    def setup(self, model, ctx):
+        super().setup(model, ctx)
+        self.text = ctx.extras["text"]
+        model.text.requires_grad_(True)  # both towers train
+        self.generator = torch.Generator().manual_seed(ctx.seed)
+
+    def param_groups(self, model):
+        return [{"params": [p for n, p in model.named_parameters() if p.requires_grad and not is_head(n)]}]
+
+    def prompts(self, labels: torch.Tensor) -> list[str]:
+        picks = torch.randint(len(self.text.templates), (len(labels),), generator=self.generator)
+        return [self.text.templates[t](self.text.classnames[c]) for c, t in zip(labels.tolist(), picks.tolist())]
+
+    def loss(self, model, batch):
+        x, y = batch
+        tokens = self.text.tokenizer(self.prompts(y)).to(x.device)
+        return {"flyp": clip_loss(model.features(x), model.encode_text(tokens), model.logit_scale)}
+
+    def finalize(self, model):
+        from benchmark.backbones_clip import set_zero_shot_head
+
+        set_zero_shot_head(model, self.text)
+        return {self.name: model.state_dict()}
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])

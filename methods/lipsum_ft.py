@@ -1,0 +1,81 @@
+"""Lipsum-FT (Nam, Heo & Lee, ICLR 2024): fine-tune the image tower with cross-entropy plus a penalty
+keeping its image-text energies close to the zero-shot model's, measured on random texts.
+
+    loss = CE + lambda * mean_batch sum_k (s f(x) . g(t_k) - s f0(x) . g(t_k))^2 / (2K)
+
+f / f0: normalised image features of the fine-tuned / frozen zero-shot model; g: the frozen text tower
+(normalised); s: the pretrained logit scale; t_1..t_K: K random token sequences ([SOT] + L random
+ids below the special tokens + [EOT]), resampled every step. All as in the official code
+(github.com/cs-giung/lipsum-ft, scripts/Lipsum-FT.py: `feat_regularization`, `token_k_ways`,
+`token_length`). Only the image tower and head train; the text tower stays frozen.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from benchmark.errors import BenchmarkError
+from methods import METHODS
+from methods.base import Method
+
+# Official recipe (README commands + scripts/Lipsum-FT.py defaults): AdamW lr 1e-5, weight decay 0,
+# batch 256, linear warm-up over the first 10% of steps then cosine, no gradient clipping;
+# ImageNet 50,000 steps (= 10 epochs of 1.28M images), DomainNet 5,000 steps (~10 epochs of real-train).
+OFFICIAL = {"optimizer": "adamw", "lr": 1e-5, "weight_decay": 0.0, "batch_size": 256, "epochs": 10, "grad_clip": 0.0}
+
+
+def random_tokens(tokenizer, n: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """n random prompts of `length` BPE ids between [SOT] and [EOT], zero-padded to the context length."""
+    sot, eot = tokenizer.sot_token_id, tokenizer.eot_token_id
+    tokens = torch.zeros(n, tokenizer.context_length, dtype=torch.long)
+    tokens[:, 0] = sot
+    tokens[:, 1 : length + 1] = torch.randint(0, min(sot, eot), (n, length), generator=generator)
+    tokens[:, length + 1] = eot
+    return tokens
+
+
+def energy_gap(features, reference_features, text_features, scale) -> torch.Tensor:
+    """mean over images of sum_k (s f.g_k - s f0.g_k)^2 / (2K): the Lipsum-FT regulariser."""
+    gap = scale * (features - reference_features) @ text_features.T
+    return gap.pow(2).sum(dim=1).mean() / (2 * text_features.shape[0])
+
+
+@METHODS.register("lipsum-ft")
+class LipsumFT(Method):
+    name = "lipsum-ft"
+    description = "Lipsum-FT: CE + MSE of image-random-text energies to the zero-shot model (CLIP)"
+    needs_text_tower = True
+    tasks = ("classification",)
+    HPARAMS = {
+        "lipsum_lambda": 1.0,  # `feat_regularization`, official default and paper setting
+        "lipsum_texts": 80,  # K = `token_k_ways`
+        "lipsum_tokens": 8,  # L = `token_length`
+    }
+    RECIPES = {
+        "imagenet": {**OFFICIAL, "warmup_steps": 5000},  # 10% of 50,000 steps
+        "domainnet": {**OFFICIAL, "warmup_steps": 500},  # 10% of 5,000 steps
+    }
+
+    def setup(self, model, ctx):
+        super().setup(model, ctx)
+        self.tokenizer = ctx.extras["text"].tokenizer
+        self.reference = ctx.reference  # the frozen zero-shot model: image features f0 and the text tower
+        self.generator = torch.Generator().manual_seed(ctx.seed)
+        if not hasattr(self.tokenizer, "sot_token_id"):
+            raise BenchmarkError("lipsum-ft needs open_clip's BPE tokenizer (a CLIP model with the OpenAI-style text tower)")
+
+    def loss(self, model, batch):
+        x, y = batch
+        tokens = random_tokens(self.tokenizer, self.hp["lipsum_texts"], self.hp["lipsum_tokens"], self.generator)
+        with torch.no_grad():
+            text = self.reference.encode_text(tokens.to(x.device))
+            prior = self.reference.features(x)
+        features = model.features(x)
+        reg = energy_gap(features, prior, text, self.reference.logit_scale)
+        return {"ce": F.cross_entropy(model.head(features), y), "lipsum": self.hp["lipsum_lambda"] * reg}
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state()}  # a resumed run draws the same random texts
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
