@@ -102,6 +102,15 @@ def cmd_prepare(args) -> int:
     return 0 if report.ok else 2
 
 
+def cmd_reproduce(args) -> int:
+    from benchmark import reproduce
+
+    for path, text in reproduce.write(args.results, args.table or list(reproduce.TABLES)):
+        print(text)
+        print(f"wrote {path}\n")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from benchmark.bench import SECTIONS, load_sections
 
@@ -135,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "robustness does it keep? Runs write one immutable record each under results/runs/; "
                     "tables are regenerated from records.",
     )  # fmt: skip
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,leaderboard,prepare,bench,corrupt}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,leaderboard,reproduce,prepare,corrupt,bench}")
     results = dict(type=Path, default=Path(os.environ.get("OODBENCH_RESULTS", "results")),
                    help="results directory (records in <results>/runs/<suite>/; default: results)")  # fmt: skip
     data_root = dict(type=Path, default=None, help="where datasets live (else per-dataset env vars and defaults)")
@@ -169,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download where the source allows it (needs network)")
     p.add_argument("--data-root", **data_root)
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("reproduce", help="paper tables: published numbers beside ours (from records)")
+    p.add_argument("table", nargs="*", help="tables to regenerate (default: all; see benchmark.reproduce.TABLES)")
+    p.add_argument("--results", **results)
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("bench", help="speed ratios measured side by side in one run (methods, corruptions, ...)")
     p.add_argument("section", nargs="*", help="sections to run (default: all)")
