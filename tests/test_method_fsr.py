@@ -48,6 +48,16 @@ def test_distance_zero_at_init_and_positive_after_a_step(distance):
     assert model.training and model.backbone[1].training  # the eval-mode passes restore train mode
 
 
+@pytest.mark.parametrize("share", [True, False])
+def test_bn_statistics_alone_move_the_distance_only_without_shared_buffers(share):
+    model, method, batch = make({"fsr_share_buffers": share})
+    with torch.no_grad():
+        model(batch[0] * 3 + 1)  # a train-mode pass: new BN running statistics, same weights
+    distance = method.loss(model, batch)["fsr_distance"].item()
+    assert (distance == 0.0) if share else (distance > 1e-3)
+    assert torch.equal(method.reference.backbone[1].running_mean, torch.zeros(4))  # reference untouched
+
+
 def test_consistency_zero_for_identity_perturbation():
     model, method, batch = make({"fsr_amp_eta": 0.0})
     assert method.loss(model, batch)["fsr_consistency"].item() == 0.0
