@@ -83,3 +83,15 @@ def test_auto_distance_follows_the_head_and_bad_choice_is_a_user_error():
     assert make(head_is_pretrained=True)[1].distance == "kl"
     with pytest.raises(BenchmarkError, match="fsr_distance"):
         make({"fsr_distance": "l1"})
+
+
+def test_clip_head_gives_kl_distance_zero_at_init_and_positive_after_a_step():
+    from tests.clip_ctx import step, tiny_clip_context
+
+    model, method, batch = tiny_clip_context(METHODS.get("fsr"), {})
+    assert method.distance == "kl"
+    model.train()
+    # Not bit-exact: torch's attention takes its fused path only where no gradient is needed (the reference).
+    assert abs(method.loss(model, batch)["fsr_distance"].item()) < 1e-6
+    step(model, method, batch, lr=1e-2)
+    assert method.loss(model, batch)["fsr_distance"].item() > 1e-4

@@ -97,3 +97,17 @@ def test_state_round_trip_resumes_identically():
         meth.after_step(m, 1)
     assert torch.equal(model.body.weight, model2.body.weight)
     assert method.gamma["body.weight"].item() == resumed.gamma["body.weight"].item() > 1e-8
+
+
+def test_clip_recipe_projects_the_zero_shot_head_too():
+    from tests.clip_ctx import step, tiny_clip_context
+
+    hp = METHODS.get("ftp").RECIPES["imagenet"]
+    model, method, batch = tiny_clip_context(METHODS.get("ftp"), {"ftp_exclude_head": hp["ftp_exclude_head"]})
+    for i in range(2):
+        step(model, method, batch, lr=1e-2)
+        method.after_step(model, i)
+    assert "head.weight" in method.gamma and not any(n.startswith("text.") for n in method.gamma)
+    anchor = dict(method.ctx.reference.named_parameters())["head.weight"]
+    # after two steps gamma <= 1e-8 + one Adam step, so every head row stays within that L1 radius
+    assert (model.head.weight - anchor).abs().sum(1).max().item() <= 1e-8 + 1e-2 + 1e-6
