@@ -28,8 +28,9 @@ choice, each a hyper-parameter. The README section "FSR: our reading of the abst
   statistics on the new data: that is adaptation, not forgetting, and no weight can undo it. (fmnist-c,
   1000 images, 2 epochs: epoch-mean D 0.84 / 1.00 without sharing, 0.35 / 0.79 with it.)
 - Both regularisers are computed with the model in eval mode (BN running statistics, no dropout), before
-  the train-mode CE pass: they compare the functions as they are used at test time, D is exactly zero
-  while the weights equal the pretrained ones, and the simulated OOD images never enter BN statistics.
+  the train-mode CE pass: they compare the functions as they are used at test time, D is zero while
+  the weights equal the pretrained ones (bit-exact for CNNs; ~1e-9 for ViTs, whose attention takes a
+  fused kernel only in the no-grad reference pass), and the simulated OOD images never enter BN statistics.
   Cost: three forward/backward passes per batch (clean train, clean eval, x~ eval) and one no-grad
   reference pass, about 3x FT per step.
 """
