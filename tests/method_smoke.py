@@ -1,0 +1,53 @@
+"""Shared by the method tests: a tiny CNN backbone and a tiny in-memory suite, run through the harness."""
+from __future__ import annotations
+
+import numpy as np
+from torch import nn
+
+from benchmark.backbones import BACKBONES, Built, Classifier, simple_transforms
+from benchmark.config import RunConfig, resolve_hparams
+from benchmark.data.base import ArrayDataset, EvalSet, Suite
+from benchmark.run import execute
+from methods import METHODS
+
+BACKBONE = "tiny-cnn-methods-test"
+
+
+class TinyCNN:
+    @staticmethod
+    def transforms(req):
+        return simple_transforms(req.image_size, (0.5,) * 3, (0.5,) * 3)
+
+    @staticmethod
+    def build(req) -> Built:
+        body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        return Built(Classifier(body, nn.Linear(8, len(req.classnames))), *TinyCNN.transforms(req))
+
+
+if BACKBONE not in BACKBONES:
+    BACKBONES.register(BACKBONE, "tests only")(TinyCNN)
+
+
+def tiny_suite(n: int = 16, size: int = 16, seed: int = 0) -> Suite:
+    """Two classes of random images (class 1 brighter), a selection split and one ID and one OOD set."""
+    rng = np.random.default_rng(seed)
+    tf, _ = TinyCNN.transforms(type("R", (), {"image_size": size})())
+
+    def split(k):
+        labels = np.arange(k) % 2
+        images = rng.integers(0, 128, (k, size, size, 3), dtype=np.uint8) + 100 * labels[:, None, None, None].astype(np.uint8)
+        return ArrayDataset(images, labels, tf)
+
+    return Suite("tiny", ["dark", "bright"], split(n), split(8),
+                 [EvalSet("clean", "id", split(8)), EvalSet("noisy", "ood", split(8))])  # fmt: skip
+
+
+def run_smoke(method: str, tmp_path, **overrides) -> dict:
+    """One run of `method` on the tiny suite through benchmark.run.execute; returns the record."""
+    hp = resolve_hparams("tiny", METHODS.get(method), {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, **overrides})
+    cfg = RunConfig(suite="tiny", method=method, backbone=BACKBONE, seed=0, image_size=16, hparams=hp, pretrained=False)
+    return execute(cfg, tiny_suite(), tmp_path, progress=False).record
+
+
+def variants(record: dict) -> set[str]:
+    return {row["variant"] for row in record["evals"]}
