@@ -136,12 +136,13 @@ class TPGM(Method):
         "posthoc_exclude_head": False,
     }
     RECIPES = {
-        # Paper Sec. 4.1 / official DomainNet README: SGD nesterov momentum 0.9, lr 1e-2, wd 5e-4, cosine,
-        # 50 epochs, batch 64 x 4 GPUs (we keep the suite's batch size).
+        # Official DomainNet code (main_finetune.py, README's TPGM commands): SGD nesterov momentum 0.9,
+        # lr 1e-2, wd 5e-4, cosine, 50 epochs, batch 64 x 4 GPUs, no warm-up, no gradient clipping.
         "domainnet": {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-                      "epochs": 50},
+                      "epochs": 50, "batch_size": 256, "warmup_steps": 0, "grad_clip": 0.0},
         # ImageNet ViT recipe (official ImageNet_ViT_Exp): fine-tune without TPGM, then 200 post-hoc
-        # iterations with the L2 norm, head included. The fine-tuning recipe itself is the suite's.
+        # iterations with the L2 norm, head included. The fine-tuning recipe itself is the suite's
+        # (benchmark/config.py: WiSE-FT's CLIP recipe).
         "imagenet": {"proj_freq": 0, "posthoc_iters": 200},
         # Embedded CPU default (lite0 is a CNN, so the per-step DomainNet recipe). A radius step costs
         # about one extra forward+backward; updating the radii every 2nd step (projecting every step, as
