@@ -22,6 +22,12 @@ SUITE_RECIPES: dict[str, dict] = {
     **{name: {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "epochs": 60, "batch_size": 12,
               "warmup_steps": 0, "grad_clip": 0.0, "eval_batch_size": 12}
        for name in ("pascal-context", "pascal-parts", "pascal-voc")},
+    # CLIP fine-tuning on ImageNet, WiSE-FT's recipe (github.com/mlfoundations/wise-ft defaults; notes/protocols.md):
+    # AdamW lr 3e-5, wd 0.1, batch 512, 10 epochs, 500 warm-up steps then cosine, gradient norm clipped at 1.0
+    # (src/models/finetune.py).
+    **{name: {"optimizer": "adamw", "lr": 3e-5, "weight_decay": 0.1, "epochs": 10, "batch_size": 512,
+              "warmup_steps": 500, "grad_clip": 1.0, "eval_batch_size": 512}
+       for name in ("imagenet", "imagenet-c")},
 }  # fmt: skip
 GENERIC_RECIPE = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
                   "epochs": 10, "batch_size": 64, "warmup_steps": 0, "grad_clip": 1.0, "eval_batch_size": 256}  # fmt: skip
@@ -34,6 +40,10 @@ SUITE_DEFAULTS: dict[str, dict] = {
     # MTL-PyTorch's model: dilated ResNet-18 + DeepLab-v3 ASPP head, 512x512 inputs (its FixedResize).
     **{name: {"backbone": "deeplab:resnet18", "image_size": 512, "methods": ["ft", "l2-sp", "tpgm", "ftp"]}
        for name in ("pascal-context", "pascal-parts", "pascal-voc")},
+    # The CLIP robust fine-tuning line (WiSE-FT, FLYP, Lipsum-FT) reports CLIP ViT-B/16 at its native 224 px.
+    **{name: {"backbone": "clip:ViT-B-16/openai", "image_size": 224,
+              "methods": ["zeroshot", "lp", "ft", "lp-ft", "wise-ft", "flyp", "lipsum-ft", "tpgm", "ftp", "fsr"]}
+       for name in ("imagenet", "imagenet-c")},
 }  # fmt: skip
 DEFAULT_SUITE = "fmnist-c"
 
