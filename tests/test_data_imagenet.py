@@ -159,3 +159,14 @@ def test_prepare_reports_ok_and_names_problems(tmp_path, monkeypatch, capsys):
     assert not report.ok and "1 of 200 class folders missing" in report.text
     report = imagenet.prepare_variant("v2", tmp_path / "nothing", progress=False)
     assert not report.ok and "imagenetv2-matched-frequency" in report.text and "IMAGENET_V2_DIR" in report.text
+
+
+def test_flat_val_folder_is_named(tmp_path):
+    root = build_imagenet_tree(tmp_path, variants=("imagenet", "v2"))
+    val = root / "imagenet" / "val"
+    for f in list(val.rglob("*.JPEG")):
+        f.rename(val / f.name)
+        if not any(f.parent.iterdir()):
+            f.parent.rmdir()
+    with pytest.raises(BenchmarkError, match="ImageNet-1k val at .* has none of the 9 class folders .*not sorted into class folders"):
+        suite_from(root, evals="v2")

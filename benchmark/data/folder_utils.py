@@ -69,6 +69,11 @@ def scan_classes(root: Path, class_to_idx: dict[str, int], title: str) -> list[t
     (ObjectNet ships 313 folders of which 113 are ImageNet classes).
     """
     missing = [c for c in class_to_idx if not (root / c).is_dir()]
+    if len(missing) == len(class_to_idx):
+        raise BenchmarkError(
+            f"{title} at {root} has none of the {len(missing)} class folders it needs (e.g. {', '.join(missing[:3])}): "
+            f"wrong folder, or images not sorted into class folders"
+        )
     if missing:
         raise BenchmarkError(
             f"{title} at {root} is partial: {len(missing)} of {len(class_to_idx)} class folders missing "
