@@ -22,6 +22,9 @@ check looks for that key.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +92,20 @@ def set_zero_shot_head(model: CLIPClassifier, text: ClipText) -> None:
     model.head.bias.zero_()
 
 
+def head_cache_path(model_name: str, weights: str, text: ClipText) -> Path:
+    """Where the zero-shot head of pretrained weights is cached (it depends on nothing else), so every
+    run on a suite after the first skips the classes x templates text forward passes."""
+    from benchmark.data import cache_root
+
+    source = weights
+    if os.path.isfile(weights):
+        stat = os.stat(weights)
+        source = [os.path.abspath(weights), stat.st_size, stat.st_mtime_ns]
+    key = [model_name, source, list(text.classnames), [t("{}") for t in text.templates]]
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+    return cache_root() / "zeroshot-heads" / f"{model_name}-{digest}.pt"
+
+
 def parse(req: BackboneRequest) -> tuple[str, str]:
     oc = open_clip()
     model, _, weights = req.arg.partition("/")
@@ -140,9 +157,21 @@ class Clip:
         text = ClipText(oc.get_tokenizer(model_name), tuple(oc.OPENAI_IMAGENET_TEMPLATES), tuple(req.classnames))
         head = nn.Linear(oc.get_model_config(model_name)["embed_dim"], len(req.classnames))
         model = CLIPClassifier(ImageTower(visual), head, clip)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        model.text.to(device)  # 1000 classes x 80 prompts: minutes on CPU, seconds on a GPU
-        model.head.to(device)
-        set_zero_shot_head(model, text)
-        model.cpu()
+        cached = head_cache_path(model_name, weights, text) if req.pretrained and weights not in RANDOM_TAGS else None
+        if cached is not None and cached.is_file():
+            with torch.no_grad():
+                model.head.weight.copy_(torch.load(cached, map_location="cpu", weights_only=True))
+                model.head.bias.zero_()
+        else:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            model.text.to(device)  # ImageNet's 1000 classes x 80 prompts: seconds on a GPU, far longer on CPU
+            model.head.to(device)
+            set_zero_shot_head(model, text)
+            model.cpu()
+            if cached is not None:
+                from benchmark.records import atomic_write_bytes
+
+                buffer = io.BytesIO()
+                torch.save(model.head.weight.detach().clone(), buffer)
+                atomic_write_bytes(cached, buffer.getvalue())
         return Built(model, *Clip.transforms(req), head_is_pretrained=True, extras={"text": text})

@@ -111,3 +111,28 @@ def test_full_run_through_clip_cli(monkeypatch, tmp_path):
     (path,) = (tmp_path / "runs" / tiny_cls.NAME).glob("ft-*.json")
     rec = records.read_record(path)
     assert {r["eval"] for r in rec["evals"]} == {"selection", "clean", "inverted"} and rec["curves"]["train_ce"]
+
+
+def test_clip_checkpoint_file_loads_and_its_zero_shot_head_is_cached(tmp_path, monkeypatch):
+    import open_clip
+
+    from benchmark.backbones_clip import open_clip as registered
+
+    registered()  # adds the tiny config
+    monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(1)
+    clip = open_clip.create_model("oodbench-tiny-clip", pretrained=None)
+    torch.save(clip.state_dict(), tmp_path / "tiny.pt")
+    name = f"clip:oodbench-tiny-clip/{tmp_path / 'tiny.pt'}"
+    first = create_backbone(name, ["cat", "dog"], 32).model
+    assert torch.equal(first.backbone.visual.conv1.weight, clip.visual.conv1.weight)
+    assert len(list((tmp_path / "cache" / "zeroshot-heads").glob("*.pt"))) == 1
+
+    def no_text_passes(*args, **kwargs):
+        raise AssertionError("the cached head should have been used")
+
+    monkeypatch.setattr(open_clip, "build_zero_shot_classifier", no_text_passes)
+    second = create_backbone(name, ["cat", "dog"], 32).model
+    assert torch.equal(first.head.weight, second.head.weight)
+    with pytest.raises(AssertionError):  # other class names: a different head, not the cached one
+        create_backbone(name, ["cat", "car"], 32)
