@@ -30,11 +30,9 @@ class FLYP(Method):
     needs_text_tower = True
     tasks = ("classification",)
     # FLYP README, ImageNet: AdamW lr 1e-5, wd 0.1, batch 512, 10 epochs, 500 warm-up steps (args.py
-    # default), cosine, no gradient clipping.
-    RECIPES = {
-        "imagenet": {"optimizer": "adamw", "lr": 1e-5, "weight_decay": 0.1, "batch_size": 512, "epochs": 10,
-                     "warmup_steps": 500, "grad_clip": 0.0},
-    }  # fmt: skip
+    # default), cosine, no gradient clipping. The optimizer is FLYP's on every suite (a CLIP recipe).
+    HPARAMS = {"optimizer": "adamw", "lr": 1e-5, "weight_decay": 0.1, "grad_clip": 0.0}
+    RECIPES = {"imagenet": {"batch_size": 512, "epochs": 10, "warmup_steps": 500}}
 
     def setup(self, model, ctx):
         super().setup(model, ctx)
