@@ -26,6 +26,7 @@ import torch
 from benchmark.bench import SECTIONS
 from benchmark.bench import best_time as wall_best_time
 from benchmark.config import resolve_hparams
+from benchmark.errors import BenchmarkError
 from benchmark.loop import make_optimizer
 from methods import METHODS, RunContext
 from methods.tpgm import RadiusProjection
@@ -133,7 +134,11 @@ def measure(base, image_size: int, batch_size: int, num_classes: int, quick: boo
         if METHODS.get(name).needs_text_tower:
             lines.append(f"  {label:<16} skipped (needs a CLIP text tower)")
             continue
-        method, model, ctx, hp = build(name, suite, base, batches, num_classes)
+        try:
+            method, model, ctx, hp = build(name, suite, base, batches, num_classes)
+        except BenchmarkError as e:  # a method that needs another backbone (e.g. a zero-shot head)
+            lines.append(f"  {label:<16} skipped ({e})")
+            continue
         train = trainer(method, model, hp, batches[0], steps)
         copies = extra_copies(method, ctx, model)
         flag = "  OVER the one-copy budget" if copies > 1.1 else ""  # radii, Adam state: small change
