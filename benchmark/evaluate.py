@@ -43,7 +43,30 @@ def evaluate(model, eval_sets: list[EvalSet], device, batch_size: int, desc="eva
     total = sum(len(e.dataset) for e in eval_sets)
     with tqdm(total=total, desc=desc, unit="img", leave=False, disable=not progress) as bar:
         for e in eval_sets:
+            if e.metric == "miou":
+                rows += segmentation_rows(model, e, device, batch_size, bar)
+                continue
             preds, targets = predict(model, e.dataset, e.label_map, device, batch_size, bar)
             rows.append({"eval": e.name, "role": e.role, "group": e.group, "metric": "acc",
                          "value": accuracy(preds, targets), "n": len(targets)})  # fmt: skip
     return rows
+
+
+@torch.no_grad()
+def segmentation_rows(model, e: EvalSet, device, batch_size: int, bar=None) -> list[dict]:
+    """mIoU and pixel accuracy from one confusion matrix accumulated over the set (per-class IoU kept
+    on the mIoU row as ``per_class``, None where a class is absent from target and prediction)."""
+    from benchmark.segmentation import confusion_matrix, scores
+
+    conf = None
+    for x, y in loader(e.dataset, batch_size):
+        with autocast(device):
+            logits = e.label_map(model(x.to(device, non_blocking=True)).float())
+        c = confusion_matrix(logits.argmax(dim=1), y.to(logits.device), logits.shape[1])
+        conf = c if conf is None else conf + c
+        if bar is not None:
+            bar.update(len(y))
+    s = scores(conf)
+    base = {"eval": e.name, "role": e.role, "group": e.group, "n": len(e.dataset)}
+    return [{**base, "metric": "miou", "value": s["miou"], "per_class": s["per_class"]},
+            {**base, "metric": "pixel_acc", "value": s["pixel_acc"]}]  # fmt: skip

@@ -65,10 +65,21 @@ def _mean_stderr(frame: pd.DataFrame, by: list[str], columns: list[str]) -> pd.D
     return out.reset_index()
 
 
+# A suite's rows may carry several metrics (segmentation: miou and pixel_acc); tables show the primary one.
+METRIC_TITLES = {"miou": "mIoU", "acc": "Top-1 accuracy"}
+
+
+def primary_metric(long: pd.DataFrame) -> str:
+    """The first metric of METRIC_TITLES present in the records (mIoU for segmentation suites)."""
+    present = set(long["metric"]) if "metric" in long else {"acc"}
+    return next((m for m in METRIC_TITLES if m in present), "acc")
+
+
 def tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     long = long_frame(records)
     if long.empty:
         raise BenchmarkError("no finished records to tabulate; run `benchmark run` first")
+    long = long[long["metric"] == primary_metric(long)]
     scores, groups = variant_scores(long)
     columns = ["selection", "id", "ood", *groups]
     variants = _mean_stderr(scores, KEYS + ["variant"], columns)
@@ -113,7 +124,8 @@ def render(suite: str, records: list[dict]) -> tuple[str, pd.DataFrame]:
     columns = ["selection", "id", "ood", *groups]
     text = (
         f"# Leaderboard: {suite}\n\n"
-        "Top-1 accuracy (%), mean ± standard error over seeds. `selection` is the held-out train slice used "
+        f"{METRIC_TITLES[primary_metric(long_frame(records))]} (%), mean ± standard error over seeds. "
+        "`selection` is the held-out train slice used "
         "only to choose variants; `ood` is the mean over the OOD groups.\n\n"
         "## Model selection: chosen on the selection split vs oracle (best mean OOD)\n\n"
         + to_markdown(selection, ["backbone", "pick", "variant"], ["id", "ood"])

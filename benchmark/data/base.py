@@ -97,7 +97,8 @@ class Suite:
 
     def all_evals(self) -> list[EvalSet]:
         """Reported eval sets plus the selection split (scored for every variant, used only to choose)."""
-        return [EvalSet("selection", "selection", self.selection)] + list(self.evals)
+        metric = "miou" if self.task == "segmentation" else "acc"
+        return [EvalSet("selection", "selection", self.selection, metric=metric)] + list(self.evals)
 
 
 class ArrayDataset(Dataset):
