@@ -14,9 +14,11 @@ SUITE_RECIPES: dict[str, dict] = {
     # check on ID only: lr 0.01 with clipping at 1.0 reached 60% clean, lr 0.05 unclipped 86%.
     "fmnist-c": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
                  "epochs": 2, "batch_size": 32, "warmup_steps": 0, "grad_clip": 0.0, "eval_batch_size": 250},
-    # Segmentation proxy: the fmnist-c recipe (same Lite0 encoder and image size), sized for minutes on CPU.
-    "segproxy": {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-                 "epochs": 2, "batch_size": 32, "warmup_steps": 0, "grad_clip": 1.0, "eval_batch_size": 100},
+    # Segmentation proxy: MTL-PyTorch's Adam family and weight decay (PASCAL recipe below) at 10x its lr for
+    # a 2-epoch CPU schedule. Measured here (800 images, 2 epochs, FT): SGD lr 0.01 clipped at 1.0 predicted
+    # background everywhere (mIoU 0.075); AdamW lr 1e-3 reached val mIoU 0.225.
+    "segproxy": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "epochs": 2, "batch_size": 32,
+                 "warmup_steps": 0, "grad_clip": 1.0, "eval_batch_size": 100},
     # PASCAL: Multi-Task-Learning-PyTorch's single-task recipe (configs/pascal/resnet18/{semseg,human_parts}.yml:
     # Adam lr 1e-4, weight decay 1e-4, 60 epochs, batch 12, no clipping; its "poly" decay is cosine here).
     **{name: {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "epochs": 60, "batch_size": 12,
