@@ -31,11 +31,26 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
+from benchmark import corruptions
 from benchmark.backbones import BACKBONES, BackboneRequest, Built, lite0_state_dict, simple_transforms
 from benchmark.errors import BenchmarkError
 
 IGNORE = 255  # "void" in PASCAL masks; never scored
 LOSS_IGNORE = -100  # F.cross_entropy's default ignore_index
+# Eval order of the OOD sets: fog first, the corruption TPGM/FTP report on PASCAL, then the usual 14.
+CORRUPTIONS = ("fog", *(c for c in corruptions.CORRUPTIONS if c != "fog"))
+
+
+def resolve_sizes(suite: str, defaults: dict, overrides: dict) -> dict:
+    """A segmentation suite's size options: defaults < overrides; unknown keys and corruptions are errors."""
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise BenchmarkError(f"unknown {suite} size option(s) {sorted(unknown)}; valid: {sorted(defaults)}")
+    sizes = {**defaults, **overrides}
+    for c in sizes["corruptions"]:
+        for s in sizes["severities"]:
+            corruptions.check(c, s)
+    return sizes
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:

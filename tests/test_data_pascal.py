@@ -151,3 +151,12 @@ def test_wrong_label_range_is_one_line_error(tmp_path):
     s = suite("pascal-context", root, tmp_path)
     with pytest.raises(BenchmarkError, match="label 40 out of range"):
         s.evals[0].dataset[1]
+
+
+def test_prepare_verifies_counts_against_the_card(tmp_path):
+    from benchmark.data.pascal import prepare_voc
+
+    report = prepare_context(context_tree(tmp_path / "PASCAL_MT"))
+    assert not report.ok and "BAD train: 3 images with masks (expected 4998)" in report.text
+    report = prepare_voc(voc_tree(tmp_path / "v"))
+    assert not report.ok and "BAD val: 2 images with masks (expected 1449)" in report.text

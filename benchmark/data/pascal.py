@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark import corruptions
+from benchmark import segmentation
 from benchmark.corruption_cache import CorruptionCache, FileImages, _decode
 from benchmark.data import DATASETS, SUITES, PrepareReport, SuiteOptions
 from benchmark.data.base import EvalSet, Suite, disjoint_split
@@ -43,7 +43,6 @@ COUNTS = {"pascal-context": {"train": 4998, "val": 5105}, "pascal-voc": {"train"
 CONTEXT_ENV, VOC_ENV = "PASCAL_MT_DIR", "VOC_ROOT"
 CONTEXT_URL = "https://data.vision.ee.ethz.ch/kmaninis/share/MTL/PASCAL_MT.tgz"
 VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
-CORRUPTIONS = ("fog", *(c for c in corruptions.CORRUPTIONS if c != "fog"))  # fog first, as TPGM/FTP report it
 
 DEFAULT_SIZES = {
     "selection_fraction": 0.1,  # of train held out for selection (TPGM's 90/10 split of DomainNet-real train)
@@ -51,7 +50,7 @@ DEFAULT_SIZES = {
     "n_val": None,              # None = the whole val split (the reported ID set)
     "n_ood": None,              # None = every val image is corrupted; an int corrupts the first n_ood
     "severities": (1, 2, 3, 4, 5),
-    "corruptions": CORRUPTIONS,
+    "corruptions": segmentation.CORRUPTIONS,
     "split_seed": 0,
 }  # fmt: skip
 
@@ -235,13 +234,7 @@ def voc_split(root: Path, split: str) -> tuple[list[Path], list[Path]]:
 # ---- suites -------------------------------------------------------------------------------------------
 
 def resolve_sizes(suite: str, overrides: dict) -> dict:
-    unknown = set(overrides) - set(DEFAULT_SIZES)
-    if unknown:
-        raise BenchmarkError(f"unknown {suite} size option(s) {sorted(unknown)}; valid: {sorted(DEFAULT_SIZES)}")
-    sizes = {**DEFAULT_SIZES, **overrides}
-    for c in sizes["corruptions"]:
-        for s in sizes["severities"]:
-            corruptions.check(c, s)
+    sizes = segmentation.resolve_sizes(suite, DEFAULT_SIZES, overrides)
     if not 0 < sizes["selection_fraction"] < 1:
         raise BenchmarkError(f"{suite}: selection_fraction must be in (0, 1)")
     return sizes

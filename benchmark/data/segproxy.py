@@ -19,7 +19,7 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-from benchmark import corruptions
+from benchmark import segmentation
 from benchmark.corruption_cache import CorruptionCache
 from benchmark.data import SUITES, SuiteOptions
 from benchmark.data import fmnist
@@ -36,7 +36,6 @@ PHOTO_SIDE = 384  # every photo is resized to this square before it is cut into 
 BANDS = {"train": (0, 224), "selection": (224, 288), "val": (288, 384)}
 CROP = (48, 64)  # background crop side range in photo pixels (fits the smallest band)
 THRESHOLD = 50  # uint8 intensity above which an upscaled Fashion-MNIST pixel is garment
-CORRUPTIONS = ("fog", *(c for c in corruptions.CORRUPTIONS if c != "fog"))  # fog first, as TPGM/FTP report it
 
 # Sized so `python -m benchmark run --suite segproxy` (every default method) takes a few minutes on 2 CPU cores.
 DEFAULT_SIZES = {
@@ -45,20 +44,14 @@ DEFAULT_SIZES = {
     "n_val": 300,             # clean ID val images (garments from Fashion-MNIST test, val band)
     "n_ood": 64,              # of those, how many are corrupted per (corruption, severity)
     "severities": (1, 3, 5),  # documented subset of 1..5 that fits the time budget
-    "corruptions": CORRUPTIONS,
+    "corruptions": segmentation.CORRUPTIONS,
     "size": 64,               # canvas side in pixels (images are corrupted and fed at this size)
     "split_seed": 0,          # fixed across run seeds: seeds vary training, not the data
 }  # fmt: skip
 
 
 def resolve_sizes(overrides: dict) -> dict:
-    unknown = set(overrides) - set(DEFAULT_SIZES)
-    if unknown:
-        raise BenchmarkError(f"unknown segproxy size option(s) {sorted(unknown)}; valid: {sorted(DEFAULT_SIZES)}")
-    sizes = {**DEFAULT_SIZES, **overrides}
-    for c in sizes["corruptions"]:
-        for s in sizes["severities"]:
-            corruptions.check(c, s)
+    sizes = segmentation.resolve_sizes("segproxy", DEFAULT_SIZES, overrides)
     if not 0 < sizes["n_ood"] <= sizes["n_val"]:
         raise BenchmarkError("segproxy: n_ood must be in 1..n_val (OOD images are corrupted val images)")
     if sizes["size"] < 32:
