@@ -180,7 +180,7 @@ class TPGM(Method):
                 self.per_step.radius_step(model, self.reference, self.held_out_batch())
         self.per_step.apply(model, self.reference)
 
-    def posthoc(self, model) -> RadiusProjection:
+    def posthoc(self, model) -> None:
         """The ImageNet recipe: learn fresh radii on the fine-tuned model, then project it once."""
         hp = self.hp
         proj = RadiusProjection(self.projected_names(model, hp["posthoc_exclude_head"]), hp["posthoc_norm_mode"],
@@ -188,7 +188,6 @@ class TPGM(Method):
         for _ in range(hp["posthoc_iters"]):
             proj.radius_step(model, self.reference, self.held_out_batch())
         proj.apply(model, self.reference)
-        return proj
 
     def finalize(self, model):
         variants = {}
