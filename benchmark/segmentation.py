@@ -3,18 +3,20 @@
 Metric. A confusion matrix is accumulated over every labelled pixel of an eval set (label 255, the
 PASCAL "void"/boundary label, is ignored), then IoU_c = TP_c / (TP_c + FP_c + FN_c) per class and mIoU
 is the mean over the classes present in the target or the prediction of that set. A class absent from
-both has IoU 0/0: it is excluded from the mean, as in the PASCAL VOC devkit and Multi-Task-Learning-
-PyTorch's ``eval_semseg`` (which average ``nanmean``-style over defined IoUs). Pixel accuracy =
+both has IoU 0/0: it is excluded from the mean (the usual convention, e.g. mmsegmentation's nanmean).
+Multi-Task-Learning-PyTorch's ``SemsegMeter`` scores such a class 0 instead; on a full PASCAL val split every
+class occurs, so the two agree there and differ only on small subsets. Pixel accuracy =
 correct labelled pixels / labelled pixels.
 
 Targets. Masks hold 255 for "ignore" on disk and in the metric. Datasets hand the loss ``-100``
 instead: that is ``F.cross_entropy``'s default ``ignore_index``, so every method's plain
 ``F.cross_entropy(model(x), y)`` ignores void pixels with no segmentation-specific code.
 
-Model (``deeplab:<encoder>``): DeepLab-v3 (Chen et al. 2017) as Multi-Task-Learning-PyTorch builds its
-single-task PASCAL-Context baselines, which the TPGM/FTP PASCAL experiments build on: a pretrained
-ImageNet encoder made dilated (output stride 8, its ``dilated: True``) and torchvision's DeepLab-v3
-ASPP head trained from scratch, logits upsampled bilinearly to the input. The encoder is ``backbone``
+Model (``deeplab:<encoder>``): DeepLab-v3 (Chen et al. 2017) as Multi-Task-Learning-PyTorch configures its
+single-task PASCAL-Context models (configs/pascal/resnet18/semseg.yml: ImageNet ResNet-18, ``dilated: True``
+= output stride 8, ``head: deeplab``); TPGM/FTP take their PASCAL data from that project, but which encoder
+their papers used was not verified here. The ASPP head is torchvision's DeepLab-v3 head, trained from
+scratch; logits are upsampled bilinearly to the input. The encoder is ``backbone``
 (pretrained, fine-tuned by the method), the decoder is ``head`` (new), as every method expects.
 ``deeplab:lite0`` uses the offline EfficientNet-Lite0 ImageNet weights; ``deeplab:resnet50`` /
 ``deeplab:resnet18`` (any timm ``features_only`` model) fetch timm's weights; ``seg-lite0`` is
