@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from benchmark.errors import BenchmarkError
 from methods import METHODS
 from methods.base import Method, RunContext
 
@@ -44,6 +45,9 @@ def fit_logistic_regression(feats, labels, num_classes, weight_decay, max_iter=2
 
 def probe_head(model, ctx: RunContext, weight_decay: float) -> None:
     """Replace the model's head by the logistic-regression probe fit on frozen train features."""
+    if not isinstance(model.head, torch.nn.Linear):  # e.g. a segmentation decoder: no per-image probe exists
+        raise BenchmarkError(f"a linear probe needs a linear head; this model's head is a {type(model.head).__name__} "
+                             f"(segmentation suites: use methods that fine-tune the head, e.g. ft, l2-sp, tpgm, ftp)")  # fmt: skip
     feats, labels = extract_features(model, ctx.train_loader, ctx.device)
     w, b = fit_logistic_regression(feats, labels, ctx.num_classes, weight_decay)
     with torch.no_grad():

@@ -1,9 +1,13 @@
 """The embedded segmentation proxy: exact masks, disjoint splits, and a tiny end-to-end run scored by mIoU."""
 import numpy as np
+import pytest
+from torch import nn
 
 from benchmark import records
 from benchmark.__main__ import main
 from benchmark.data import segproxy
+from benchmark.errors import BenchmarkError
+from methods.lp import probe_head
 
 TINY = ["n_train=24", "n_selection=8", "n_val=8", "n_ood=4", "size=32", "severities=(3,)", "corruptions=('fog','contrast')"]
 
@@ -37,3 +41,10 @@ def test_tiny_run_scores_miou_per_corruption_and_leaderboard_shows_it(tmp_path, 
     capsys.readouterr()
     assert main(["run", "--suite", "segproxy", "--method", "lp", "--results", str(tmp_path), "--size", *TINY]) == 2
     assert "lp supports classification suites only; segproxy is a segmentation suite" in capsys.readouterr().err
+
+
+def test_probe_based_methods_refuse_a_decoder_head_in_one_line():
+    model = nn.Module()
+    model.head = nn.Sequential(nn.Conv2d(4, 3, 1))
+    with pytest.raises(BenchmarkError, match="linear probe needs a linear head; this model's head is a Sequential"):
+        probe_head(model, None, 1e-4)
