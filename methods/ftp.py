@@ -19,6 +19,10 @@ loop's gradient clipping, which only rescales it and which the reference does no
 extra copy of the projected weights** (the reference keeps the same buffer, ``prev_c``), plus three scalars
 per tensor (gamma and its Adam moments). All of it is in ``state_dict`` so a resumed run continues exactly;
 the checkpoint therefore grows by one model's worth of weights.
+
+Short runs: gamma starts at 1e-8 and Adam moves it by at most ~ftp_lr per step, so in the 126-step CPU
+default the backbone stays close to theta_0 (measured on fmnist-c, default sizes, 3 corruptions at
+severity 3: clean 0.68 vs FT 0.85), the regime of a strong regulariser rather than the paper's 50 epochs.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import torch
 
 from methods import METHODS
 from methods.base import Method, is_head
+from methods.tpgm import distance_norms
 
 FIRST_GAMMA = 1e-8  # util/FTP.py: gamma starts at 1e-8 and is clipped below at 1e-8
 ADAM_BETAS = (0.9, 0.999)  # util/FTP.py _adam_util
@@ -34,14 +39,11 @@ NORM_EPS = 1e-8  # util/FTP.py _mars_norm
 
 
 def row_norms(t: torch.Tensor) -> torch.Tensor:
-    """L1 norm of each output row (all dims but the first), shaped to broadcast against ``t``; + 1e-8.
+    """TPGM's MARS norms (one L1 per output row; one over the whole vector for 1-D tensors) + 1e-8.
 
-    1-D and 0-D tensors (biases, norm scales) get one norm over the whole vector — what the reference's
-    ``sum(dim=())`` did on the torch it was written for, spelled out here because newer torch differs.
+    The 1-D case is what the reference's ``sum(dim=())`` did on the torch it was written for.
     """
-    if t.dim() <= 1:
-        return t.abs().sum() + NORM_EPS
-    return t.abs().sum(dim=tuple(range(1, t.dim())), keepdim=True) + NORM_EPS
+    return distance_norms(t, "mars") + NORM_EPS
 
 
 def project(anchor: torch.Tensor, displacement: torch.Tensor, gamma: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
