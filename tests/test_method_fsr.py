@@ -9,7 +9,7 @@ from torch import nn
 from benchmark.backbones import Classifier
 from benchmark.errors import BenchmarkError
 from methods import METHODS, RunContext
-from methods.fsr import amplitude_mix, feature_distance, kl_distance, symmetric_kl
+from methods.fsr import amplitude_mix, feature_distance, kl_distance, regulariser_mode, symmetric_kl
 
 
 def make(hp=None, head_is_pretrained=False):
@@ -48,14 +48,26 @@ def test_distance_zero_at_init_and_positive_after_a_step(distance):
     assert model.training and model.backbone[1].training  # the eval-mode passes restore train mode
 
 
-@pytest.mark.parametrize("share", [True, False])
-def test_bn_statistics_alone_move_the_distance_only_without_shared_buffers(share):
-    model, method, batch = make({"fsr_share_buffers": share})
+@pytest.mark.parametrize("batch_stats", [True, False])
+def test_bn_running_statistics_move_the_distance_only_in_eval_mode(batch_stats):
+    model, method, batch = make({"fsr_batch_stats": batch_stats})
     with torch.no_grad():
         model(batch[0] * 3 + 1)  # a train-mode pass: new BN running statistics, same weights
+    running = model.backbone[1].running_mean.clone(), model.backbone[1].num_batches_tracked.clone()
     distance = method.loss(model, batch)["fsr_distance"].item()
-    assert (distance == 0.0) if share else (distance > 1e-3)
+    assert (distance == 0.0) if batch_stats else (distance > 1e-3)
     assert torch.equal(method.reference.backbone[1].running_mean, torch.zeros(4))  # reference untouched
+    assert method.reference.backbone[1].track_running_stats and not method.reference.training
+
+
+def test_regulariser_passes_leave_running_statistics_alone():
+    model, method, batch = make()
+    bn = model.backbone[1]
+    before = bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()
+    with regulariser_mode([model], batch_stats=True):
+        model.features(batch[0] * 5)
+    assert all(torch.equal(a, b) for a, b in zip(before, (bn.running_mean, bn.running_var, bn.num_batches_tracked)))
+    assert model.training and bn.training and bn.track_running_stats
 
 
 def test_consistency_zero_for_identity_perturbation():
