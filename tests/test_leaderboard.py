@@ -52,3 +52,19 @@ def test_regenerated_table_matches_golden(tmp_path):
     assert text == GOLDEN.read_text()
     assert md_path.read_text() == text
     assert (tmp_path / "toy.csv").read_text().count("\n") == 1 + 3 + 4  # header, 3 variants, 2 methods x 2 picks
+
+
+def test_imagenet_c_leaderboard_carries_mce_against_alexnet():
+    from benchmark.corruptions import CORRUPTIONS, SEVERITIES
+    from benchmark.data.imagenet_c import baselines
+
+    acc = 0.6  # every corruption and severity: CE_c = 100 * (1 - acc) / alexnet_c
+    ood = {f"{c}@{s}": acc for c in CORRUPTIONS for s in SEVERITIES}
+    rec = record("ft", 0, {"ft": (0.7, 0.75, ood)})
+    rec["config"]["suite"] = "imagenet-c"
+    alexnet = baselines()["alexnet"]["error"]
+    expected = sum(100 * (1 - acc) / alexnet[c] for c in CORRUPTIONS) / len(CORRUPTIONS)
+    text, _ = leaderboard.render("imagenet-c", [rec])
+    assert "## mCE vs alexnet" in text
+    assert f"| ft | lite0 | ft | 1 | {expected:.1f} |" in text
+    assert "mCE" not in leaderboard.render("toy", RECORDS)[0]
