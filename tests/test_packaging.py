@@ -23,3 +23,15 @@ def test_ci_runs_the_readme_test_command():
     ci_lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in l]
     assert len(ci_lines) == 1
     assert ci_lines[0] in (ROOT / "README.md").read_text()
+
+
+def test_module_and_installed_script_both_run():
+    import shutil
+
+    out = subprocess.run([sys.executable, "-m", "benchmark", "list"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "fmnist-c" in out.stdout and "tpgm" in out.stdout and "lite0" in out.stdout
+    script = Path(sys.executable).parent / "benchmark"
+    script = str(script) if script.exists() else shutil.which("benchmark")
+    assert script, "the `benchmark` console script is not installed (pip install -e .)"
+    out = subprocess.run([script, "run", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--method" in out.stdout and "--seed" in out.stdout
