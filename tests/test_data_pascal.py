@@ -160,3 +160,20 @@ def test_prepare_verifies_counts_against_the_card(tmp_path):
     assert not report.ok and "BAD train: 3 images with masks (expected 4998)" in report.text
     report = prepare_voc(voc_tree(tmp_path / "v"))
     assert not report.ok and "BAD val: 2 images with masks (expected 1449)" in report.text
+
+
+@pytest.mark.parametrize("name, tree", [("pascal-context", lambda p: context_tree(p / "PASCAL_MT")), ("pascal-voc", voc_tree)])
+def test_end_to_end_run_on_fixture_records_miou(name, tree, tmp_path, capsys):
+    from benchmark.__main__ import main
+    from benchmark.records import load_records
+
+    root = tree(tmp_path)
+    argv = ["run", "--suite", name, "--method", "ft", "tpgm", "--backbone", "seg-lite0", "--image-size", "32",
+            "--epochs", "1", "--data-root", str(root), "--results", str(tmp_path / "results"), "--no-progress",
+            "--workers", "1", "--size", "corruptions=('fog',)", "severities=(1,)", "selection_fraction=0.34"]  # fmt: skip
+    assert main(argv) == 0
+    recs = load_records(tmp_path / "results", name)
+    assert sorted(r["config"]["method"] for r in recs) == ["ft", "tpgm"]
+    rows = {(r["eval"], r["metric"]) for r in recs[0]["evals"]}
+    assert {(name, "miou"), ("fog@1", "miou"), (name, "pixel_acc"), ("selection", "miou")} <= rows
+    assert "mIoU (%)" in (tmp_path / "results" / f"{name}.md").read_text()
