@@ -54,7 +54,7 @@ def cmd_run(args) -> int:
 
     SUITES.get(args.suite)
     defaults = suite_defaults(args.suite)
-    method_names = args.method or [m for m in defaults["methods"] if m in METHODS]
+    method_names = args.method or defaults["methods"]
     overrides = parse_assignments(args.set, "set")
     if args.epochs is not None:
         overrides["epochs"] = args.epochs

@@ -12,9 +12,6 @@ from pathlib import Path
 
 from benchmark.errors import BenchmarkError
 
-RESULTS = Path("results")
-
-
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = True) -> None:
     """Write via a temp file + rename, so readers never see half a file. With overwrite=False an
     existing file is an error (os.link fails instead of replacing)."""
