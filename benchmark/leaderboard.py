@@ -75,12 +75,19 @@ def primary_metric(long: pd.DataFrame) -> str:
     return next((m for m in METRIC_TITLES if m in present), "acc")
 
 
-def tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def primary_scores(records: list[dict]) -> tuple[pd.DataFrame, list[str], str]:
+    """Per (run, variant) scores in the records' primary metric, the OOD groups, and that metric."""
     long = long_frame(records)
     if long.empty:
         raise BenchmarkError("no finished records to tabulate; run `benchmark run` first")
-    long = long[long["metric"] == primary_metric(long)]
-    scores, groups = variant_scores(long)
+    metric = primary_metric(long)
+    scores, groups = variant_scores(long[long["metric"] == metric])
+    return scores, groups, metric
+
+
+def tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str]:
+    """(every variant, selected vs oracle picks, OOD groups, metric), each score mean ± stderr over seeds."""
+    scores, groups, metric = primary_scores(records)
     columns = ["selection", "id", "ood", *groups]
     variants = _mean_stderr(scores, KEYS + ["variant"], columns)
     run_keys = KEYS + ["seed", "run_id"]
@@ -93,7 +100,7 @@ def tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     chosen_names = picked.groupby(KEYS + ["pick"], sort=False)["variant"].agg(lambda v: "/".join(sorted(set(v))))
     selection = _mean_stderr(picked, KEYS + ["pick"], columns)
     selection.insert(len(KEYS) + 1, "variant", [chosen_names[tuple(r)] for r in selection[KEYS + ["pick"]].values])
-    return variants, selection, groups
+    return variants, selection, groups, metric
 
 
 def _cell(mean: float, stderr: float, seeds: int) -> str:
@@ -145,11 +152,11 @@ def mce_section(suite: str, records: list[dict]) -> str:
 
 
 def render(suite: str, records: list[dict]) -> tuple[str, pd.DataFrame]:
-    variants, selection, groups = tables(records)
+    variants, selection, groups, metric = tables(records)
     columns = ["selection", "id", "ood", *groups]
     text = (
         f"# Leaderboard: {suite}\n\n"
-        f"{METRIC_TITLES[primary_metric(long_frame(records))]} (%), mean ± standard error over seeds. "
+        f"{METRIC_TITLES[metric]} (%), mean ± standard error over seeds. "
         "`selection` is the held-out train slice used "
         "only to choose variants; `ood` is the mean over the OOD groups.\n\n"
         "## Model selection: chosen on the selection split vs oracle (best mean OOD)\n\n"

@@ -68,11 +68,9 @@ def read_reference(spec: TableSpec) -> tuple[str, pd.DataFrame]:
 def ours(spec: TableSpec, results: Path) -> pd.DataFrame:
     """Per (backbone, method, variant): mean of each score over seeds, and the seed count."""
     recs = load_records(results, spec.suite)
-    long = leaderboard.long_frame(recs)
-    if long.empty:
+    if not any(r.get("status") == "done" for r in recs):
         return pd.DataFrame()
-    long = long[long["metric"] == leaderboard.primary_metric(long)]
-    scores, _ = leaderboard.variant_scores(long)
+    scores, _, _ = leaderboard.primary_scores(recs)
     grouped = scores.groupby(["backbone", "method", "variant"])
     return grouped.mean(numeric_only=True).join(grouped.size().rename("seeds"))
 

@@ -32,7 +32,8 @@ RECORDS = [
 
 
 def test_selection_and_oracle_picks_by_hand():
-    _, selection, groups = leaderboard.tables(RECORDS)
+    _, selection, groups, metric = leaderboard.tables(RECORDS)
+    assert metric == "acc"
     assert groups == ["fog", "blur"]  # suite order, not alphabetical
     rows = {(r.method, r.pick): r for r in selection.itertuples()}
     assert rows["wise-ft", "selected"].variant == "wise-ft@1.0"
