@@ -48,7 +48,7 @@ def probe_head(model, ctx: RunContext, weight_decay: float) -> None:
     if not isinstance(model.head, torch.nn.Linear):  # e.g. a segmentation decoder: no per-image probe exists
         raise BenchmarkError(f"a linear probe needs a linear head; this model's head is a {type(model.head).__name__} "
                              f"(segmentation suites: use methods that fine-tune the head, e.g. ft, l2-sp, tpgm, ftp)")  # fmt: skip
-    feats, labels = extract_features(model, ctx.train_loader, ctx.device)
+    feats, labels = extract_features(model, ctx.train_loader, ctx.device, ctx.progress)
     w, b = fit_logistic_regression(feats, labels, ctx.num_classes, weight_decay)
     with torch.no_grad():
         model.head.weight.copy_(w.to(model.head.weight))
