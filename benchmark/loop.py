@@ -77,6 +77,7 @@ def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: boo
             loss.backward()
             if hp.get("grad_clip"):
                 torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
+            method.before_step(model)
             optimizer.step()
             schedule.step()
             method.after_step(model, step)

@@ -25,4 +25,5 @@ def step(model, method, batch, lr=1e-3):
     loss = sum(method.loss(model, batch).values())
     opt.zero_grad()
     loss.backward()
+    method.before_step(model)
     opt.step()

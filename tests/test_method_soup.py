@@ -53,6 +53,18 @@ def test_greedy_rejects_an_ingredient_that_lowers_selection_accuracy():
     assert members == [1, 2]
 
 
+def test_greedy_judges_candidates_as_the_soup_will_be_built():
+    good, permuted = two_layer(I, I), two_layer(P, P)
+    seen = []
+
+    def repaired(states):  # stands in for an average whose BatchNorm statistics are re-estimated
+        seen.append(len(states))
+        return good
+
+    members, _ = greedy_soup([good, permuted], score, repaired)
+    assert members == [0, 1] and seen == [2]
+
+
 def test_finalize_trains_ingredients_and_returns_every_variant(tmp_path):
     torch.manual_seed(0)
     model = nn.Module()
