@@ -36,9 +36,13 @@ close to a float64 run of SGDP as the reference's own float32 arithmetic does; i
 The spare tensors and three scalars per tensor (gamma, its Adam moments) plus a per-row length are in
 ``state_dict``, so a resumed run continues exactly; the checkpoint grows by one model's worth of weights.
 
+Why it matters, measured on fmnist-c (lite0, 126 SGD steps, seed 0, ID / OOD top-1 %): this module 78.7 /
+33.6; the same run in float64 77.1 / 33.7; the reference's arithmetic in float32 (c_t from the rounded
+weights, as this module did before) 67.7 / 29.6. While gamma is tiny the weights sit on theta_0, and updates
+below half an ulp of a weight vanish from (theta_t - d_p) - theta_0, but not from delta_t - d_p.
 Short runs: gamma starts at 1e-8 and Adam moves it by at most ~ftp_lr per step, so in the 126-step CPU
-default the backbone stays close to theta_0 (measured on fmnist-c, default sizes, 3 corruptions at
-severity 3: clean 0.68 vs FT 0.85), the regime of a strong regulariser rather than the paper's 50 epochs.
+default the backbone stays close to theta_0, the regime of a strong regulariser rather than the paper's
+50 epochs.
 """
 from __future__ import annotations
 
