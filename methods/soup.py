@@ -70,7 +70,7 @@ class Soup(Method):
         "soup_lr_scales": (0.5, 2.0),
         # Ours (methods.base.reestimate_bn): BatchNorm statistics of every average of two or more models are
         # re-estimated on this many training images, also while judging greedy candidates; 0 = plain averages.
-        "bn_reestimate_images": 1024,
+        "bn_reestimate_images": 512,
     }
     RECIPES = {
         # CLIP recipe lr 3e-5 -> 3e-6 and 9e-5: inside the 1e-6 .. 1e-4 lr range of the official sweep
