@@ -82,6 +82,7 @@ def resolve_hparams(suite: str, method_cls, overrides: dict) -> dict:
         raise BenchmarkError(f"unknown hyper-parameter(s) {sorted(unknown)} for {method_cls.name}; valid: {', '.join(sorted(hp))}")
     for key, value in overrides.items():
         hp[key] = coerce(key, hp[key], value)
+    method_cls.check(hp)
     return hp
 
 

@@ -1,5 +1,6 @@
 """The method interface: a small plain object whose hooks the harness loop calls, in this order:
 
+    check(hp)                    class method: refuse hyper-parameter values it cannot run with
     setup(model, ctx)            once, before training (ctx has the frozen reference and the loaders)
     param_groups(model)          what the optimizer trains ([] = nothing to train, e.g. a linear probe)
     train_mode(model)            at the start of each epoch (model.train(), or keep BN frozen)
@@ -92,7 +93,13 @@ class Method:
     tasks: tuple[str, ...] = ("classification", "segmentation")
 
     def __init__(self, hp: dict):
+        self.check(hp)
         self.hp = hp
+
+    @classmethod
+    def check(cls, hp: dict) -> None:
+        """Raise BenchmarkError for hyper-parameter values the method cannot run with. Also called when a run
+        is configured (benchmark.config.resolve_hparams), so a bad value fails before any data is loaded."""
 
     @classmethod
     def hparams_for(cls, suite: str) -> dict:

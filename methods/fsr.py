@@ -123,11 +123,14 @@ class FSR(Method):
         "fsr_batch_stats": True,  # regulariser passes normalise BN by batch statistics (module docstring)
     }
 
+    @classmethod
+    def check(cls, hp):
+        if hp["fsr_distance"] not in DISTANCES:
+            raise BenchmarkError(f"fsr_distance {hp['fsr_distance']!r} unknown; valid: {', '.join(DISTANCES)}")
+
     def setup(self, model, ctx):
         super().setup(model, ctx)
         choice = self.hp["fsr_distance"]
-        if choice not in DISTANCES:
-            raise BenchmarkError(f"fsr_distance {choice!r} unknown; valid: {', '.join(DISTANCES)}")
         self.distance = choice if choice != "auto" else ("kl" if ctx.head_is_pretrained else "features")
         self.reference = ctx.reference  # the frozen copy is made now, before training changes the model
 

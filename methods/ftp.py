@@ -92,10 +92,13 @@ class FTP(Method):
         "imagenet": {"optimizer": "adamw", "ftp_exclude_head": False},
     }
 
+    @classmethod
+    def check(cls, hp):
+        if hp["weight_decay"]:
+            raise BenchmarkError(f"ftp needs weight_decay 0 (the reference's value), got {hp['weight_decay']}")
+
     def setup(self, model, ctx):
         super().setup(model, ctx)
-        if self.hp["weight_decay"]:
-            raise BenchmarkError(f"ftp needs weight_decay 0 (the reference's value), got {self.hp['weight_decay']}")
         self.projected = {n: p for n, p in model.named_parameters()
                           if p.requires_grad and not (self.hp["ftp_exclude_head"] and is_head(n))}  # fmt: skip
         self.t = 0  # optimizer steps seen (the reference's `t`, also Adam's bias-correction step)

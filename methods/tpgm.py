@@ -61,8 +61,6 @@ class RadiusProjection:
     """One learnable radius per named parameter tensor, its Adam optimizer, and the projection."""
 
     def __init__(self, names: list[str], norm_mode: str, lr: float, device):
-        if norm_mode not in NORM_MODES:
-            raise BenchmarkError(f"tpgm: unknown norm_mode {norm_mode!r}; valid: {', '.join(NORM_MODES)}")
         if not names:
             raise BenchmarkError("tpgm: no parameter tensor left to project")
         self.names, self.norm_mode = names, norm_mode
@@ -156,13 +154,19 @@ class TPGM(Method):
         "fmnist-c": {"proj_freq": 2, "radius_lr": 0.1},
     }  # fmt: skip
 
-    def setup(self, model, ctx):
-        super().setup(model, ctx)
-        hp = self.hp
+    @classmethod
+    def check(cls, hp):
         if hp["proj_freq"] < 0 or hp["max_iters"] < 1 or hp["posthoc_iters"] < 0:
             raise BenchmarkError("tpgm: proj_freq and posthoc_iters must be >= 0, max_iters >= 1")
         if hp["proj_freq"] == 0 and hp["posthoc_iters"] == 0:
             raise BenchmarkError("tpgm: proj_freq=0 and posthoc_iters=0 is plain fine-tuning; set one of them")
+        for key in ("norm_mode", "posthoc_norm_mode"):
+            if hp[key] not in NORM_MODES:
+                raise BenchmarkError(f"tpgm: unknown {key} {hp[key]!r}; valid: {', '.join(NORM_MODES)}")
+
+    def setup(self, model, ctx):
+        super().setup(model, ctx)
+        hp = self.hp
         self.reference = ctx.reference  # must be taken before training changes the model
         self.batches = endless(ctx.selection_loader)
         self.per_step = None

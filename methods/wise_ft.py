@@ -55,11 +55,14 @@ class WiseFT(Method):
         "imagenet": {"bn_reestimate_images": 0},
     }  # fmt: skip
 
-    def setup(self, model, ctx):
-        super().setup(model, ctx)
-        alphas = self.hp["alphas"]
+    @classmethod
+    def check(cls, hp):
+        alphas = hp["alphas"]
         if not alphas or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1 for a in alphas):
             raise BenchmarkError(f"wise-ft: alphas must be a non-empty list of values in [0, 1], got {alphas!r}")
+
+    def setup(self, model, ctx):
+        super().setup(model, ctx)
         if not ctx.head_is_pretrained:
             probe_head(model, ctx, self.hp["probe_wd"])
         # The reference copy is made on first access: here, after the probe, so it holds theta0 (probed head).

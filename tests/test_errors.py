@@ -21,6 +21,14 @@ from benchmark.errors import BenchmarkError
         (["run", "--method", "ft", "--size", "n_trian=3"], "unknown fmnist-c size option(s) ['n_trian']"),
         (["run", "--method", "ft", "--size", "severities=(7,)"], "severity must be one of 1..5"),
         (["run", "--method", "ft", "--size", "corruptions=('rain',)"], "unknown corruption 'rain'"),
+        # Method hyper-parameters are checked when the run is configured: these fail before any data is read
+        # (the imagenet data root does not exist).
+        (["run", "--suite", "imagenet", "--data-root", "/nonexistent-oodbench", "--method", "ftp",
+          "--set", "weight_decay=0.1"], "ftp needs weight_decay 0"),
+        (["run", "--suite", "imagenet", "--data-root", "/nonexistent-oodbench", "--method", "tpgm",
+          "--set", "norm_mode=l3"], "tpgm: unknown norm_mode 'l3'"),
+        (["run", "--suite", "imagenet", "--data-root", "/nonexistent-oodbench", "--method", "wise-ft",
+          "--set", "alphas=(1.5,)"], "wise-ft: alphas must be"),
         (["prepare", "nodata"], "unknown dataset 'nodata'"),
         (["leaderboard", "--results", "/nonexistent-oodbench"], "no finished records"),
     ],
