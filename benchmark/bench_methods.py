@@ -5,11 +5,12 @@
   the pretrained weights; a batch of 32 random images; torch threads as set), as a ratio to FT's step time
   in the same run. TPGM is also timed with its DomainNet recipe (a radius update after every step), the
   configuration the paper's cost claim is about.
-- Post-hoc cost: WiSE-FT's finalize (the interpolations and the BatchNorm re-estimation of alpha = 0.5, not
-  the evaluation of its variants) and TPGM's post-hoc projection (200 radius iterations + one projection), each as a fraction of a fine-tuning run
-  computed from the FT step time: the fmnist-c default run (2 epochs x 63 steps) and, for TPGM's post-hoc
-  recipe, the ImageNet one it was designed for (10 epochs x 2503 steps of 512 images, radius batches of
-  the same size, so the per-step ratio carries over).
+- Post-hoc cost: WiSE-FT's finalize (the interpolations, without and with the BatchNorm re-estimation of
+  alpha = 0.5; not the evaluation of its variants) and TPGM's post-hoc projection (200 radius iterations +
+  one projection), each as a fraction of a fine-tuning run computed from the FT step time: the fmnist-c
+  default run (2 epochs x 63 steps) and, for TPGM's post-hoc recipe, the ImageNet one it was designed for
+  (10 epochs x 2503 steps of 512 images, radius batches of the same size, so the per-step ratio carries
+  over).
 - Bookkeeping memory: bytes of tensors the method (and the shared ctx.reference) holds beyond the model's
   own, in units of the model's size. One copy (the frozen reference) is the budget.
 """
@@ -87,16 +88,20 @@ def extra_copies(method, ctx, model) -> float:
     return held / model_bytes(model)
 
 
-def build(name: str, suite: str, base, batches, num_classes):
-    """A fresh copy of the base model and the method set up on it, with a context of random batches (and a
-    random training set as large as WiSE-FT's and soups' BatchNorm re-estimation reads)."""
+def random_train_loader(batches: list):
+    """Random training images, as many as WiSE-FT's and soups' BatchNorm re-estimation reads, in batches
+    shaped like `batches`."""
+    (x, y), size = batches[0], METHODS.get("wise-ft").HPARAMS["bn_reestimate_images"]
+    images = torch.randn(size, *x.shape[1:], generator=torch.Generator().manual_seed(1))
+    return loader(TensorDataset(images, y.repeat(size // len(y) + 1)[:size]), len(y))
+
+
+def build(name: str, suite: str, base, batches, train_data, num_classes):
+    """A fresh copy of the base model and the method set up on it, with a context of random batches."""
     cls = METHODS.get(name)
     model = copy.deepcopy(base)
     hp = resolve_hparams(suite, cls, {})
-    (x, y), size = batches[0], METHODS.get("wise-ft").HPARAMS["bn_reestimate_images"]
-    images = torch.randn(size, *x.shape[1:], generator=torch.Generator().manual_seed(1))
-    train = loader(TensorDataset(images, y.repeat(size // len(y) + 1)[:size]), len(y))
-    ctx = RunContext(initial_model=model, train_loader=train, selection_loader=batches, device=torch.device("cpu"),
+    ctx = RunContext(initial_model=model, train_loader=train_data, selection_loader=batches, device=torch.device("cpu"),
                      num_classes=num_classes, suite=suite, seed=0, progress=False)  # fmt: skip
     method = cls(hp)
     method.setup(model, ctx)
@@ -128,11 +133,12 @@ def trainer(method, model, hp, batch, steps: int):
 def measure(base, image_size: int, batch_size: int, num_classes: int, quick: bool, names=None) -> list[str]:
     steps, repeats = (2, 2) if quick else (6, 3)  # even step counts: TPGM's fmnist-c radius update is every 2nd
     batches = random_batches(2, batch_size, image_size, num_classes)
+    train_data = random_train_loader(batches)
     others = [n for n in (names or METHODS.names()) if n != "ft"]
     rows = [(n, n, SUITE) for n in others] + [("tpgm@domainnet", "tpgm", "domainnet")]
     lines = [f"{batch_size} random {image_size}-px images a step, {torch.get_num_threads()} torch threads, "
              f"best of {repeats} x {steps} steps in CPU seconds, each method timed alternately with FT (ratio to FT's best)"]  # fmt: skip
-    ft_method, ft_model, ft_ctx, ft_hp = build("ft", SUITE, base, batches, num_classes)
+    ft_method, ft_model, ft_ctx, ft_hp = build("ft", SUITE, base, batches, train_data, num_classes)
     ft_train = trainer(ft_method, ft_model, ft_hp, batches[0], steps)
     ft_times = [best_time(ft_train, repeats) / steps]
     ft_line = len(lines)  # filled in once FT's best time over the whole run is known
@@ -142,7 +148,7 @@ def measure(base, image_size: int, batch_size: int, num_classes: int, quick: boo
             lines.append(f"  {label:<16} skipped (needs a CLIP text tower)")
             continue
         try:
-            method, model, ctx, hp = build(name, suite, base, batches, num_classes)
+            method, model, ctx, hp = build(name, suite, base, batches, train_data, num_classes)
         except BenchmarkError as e:  # a method that needs another backbone (e.g. a zero-shot head)
             lines.append(f"  {label:<16} skipped ({e})")
             continue
@@ -167,8 +173,8 @@ def measure(base, image_size: int, batch_size: int, num_classes: int, quick: boo
     if "wise-ft" in kept:
         method, model, _ = kept["wise-ft"]
         images = method.hp["bn_reestimate_images"]
-        for label, hp in (("interpolation only", {"bn_reestimate_images": 0}), (f"+ BN re-estimation on {images} images", {})):
-            method.hp = {**method.hp, "bn_reestimate_images": images, **hp}
+        for label, n in (("interpolation only", 0), (f"+ BN re-estimation on {images} images", images)):
+            method.hp = {**method.hp, "bn_reestimate_images": n}
             t = best_time(lambda: method.finalize(model), repeats)
             run = 1 + t / (ft * FMNIST_STEPS)
             lines.append(f"  wise-ft finalize ({len(method.hp['alphas'])} alphas, {label}): {t * 1000:.1f} ms; fmnist-c "

@@ -62,6 +62,11 @@ def is_head(name: str) -> bool:
     return name.startswith("head.")
 
 
+def state_copy(model: nn.Module) -> dict:
+    """The model's state dict as new tensors (a state_dict shares the model's own)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def reestimate_bn(model: nn.Module, state: dict, ctx: RunContext, images: int) -> dict:
     """`state` with its BatchNorm running statistics re-estimated on `images` shuffled training images.
 
@@ -77,7 +82,7 @@ def reestimate_bn(model: nn.Module, state: dict, ctx: RunContext, images: int) -
     data, batch_size = ctx.train_loader.dataset, ctx.train_loader.batch_size
     batches = loader(data, batch_size, shuffle=True, generator=torch.Generator().manual_seed(ctx.seed))
     update_bn(itertools.islice(batches, math.ceil(images / batch_size)), model, ctx.device)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return state_copy(model)
 
 
 class Method:

@@ -51,7 +51,7 @@ import torch
 from benchmark.errors import BenchmarkError
 from methods import METHODS
 from methods.base import Method, is_head
-from methods.tpgm import distance_norms
+from methods.tpgm import distance_norms, row_sums
 
 FIRST_GAMMA = 1e-8  # util/FTP.py: gamma starts at 1e-8 and is clipped below at 1e-8
 ADAM_BETAS = (0.9, 0.999)  # util/FTP.py _adam_util
@@ -65,11 +65,6 @@ def row_norms(t: torch.Tensor) -> torch.Tensor:
     The 1-D case is what the reference's ``sum(dim=())`` did on the torch it was written for.
     """
     return distance_norms(t, "mars") + NORM_EPS
-
-
-def row_sums(t: torch.Tensor) -> torch.Tensor:
-    """Sums over the same rows as row_norms (keepdim)."""
-    return t.sum(dim=tuple(range(1, t.dim())), keepdim=True) if t.dim() > 1 else t.sum()
 
 
 @METHODS.register("ftp")

@@ -37,13 +37,16 @@ from methods.base import Method, is_head
 NORM_MODES = ("mars", "l2")
 
 
+def row_sums(t: torch.Tensor) -> torch.Tensor:
+    """Sums per output row (keepdim); biases and norm scales (1-D) are one row: the whole vector."""
+    return t.sum(dim=tuple(range(1, t.dim())), keepdim=True) if t.dim() > 1 else t.sum()
+
+
 def distance_norms(d: torch.Tensor, mode: str) -> torch.Tensor:
     """Norm(s) of a displacement d = theta - theta0: per output row (MARS, keepdim) or whole-tensor (L2)."""
     if mode == "l2":
         return torch.linalg.vector_norm(d)
-    if d.dim() <= 1:
-        return d.abs().sum()  # biases and norm scales: one L1 over the whole vector
-    return d.abs().sum(dim=tuple(range(1, d.dim())), keepdim=True)
+    return row_sums(d.abs())
 
 
 def projection_ratio(gamma: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:

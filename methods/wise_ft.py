@@ -23,7 +23,7 @@ import torch
 
 from benchmark.errors import BenchmarkError
 from methods import METHODS
-from methods.base import Method, reestimate_bn
+from methods.base import Method, reestimate_bn, state_copy
 from methods.lp import LP, probe_head
 
 
@@ -69,8 +69,8 @@ class WiseFT(Method):
         self.theta0 = ctx.reference
 
     def finalize(self, model):
-        # theta is copied: re-estimating an interior model loads it into `model`, whose tensors state_dict shares
-        theta0, theta = self.theta0.state_dict(), {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # theta is copied: re-estimating an interior model loads it into `model`
+        theta0, theta = self.theta0.state_dict(), state_copy(model)
         variants = {}
         for alpha in map(float, self.hp["alphas"]):
             state = interpolate(theta0, theta, alpha)
