@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import sys
 import time
@@ -14,6 +15,7 @@ EPILOG = """examples:
   python -m benchmark run                          # embedded default: fmnist-c, lite0, every default method
   python -m benchmark run --method ft --seed 0 1 2 --epochs 3
   python -m benchmark run --method tpgm --set lr=0.005 --size n_train=500
+  python -m benchmark run --suite domainnet --dry-run   # the resolved plan: every method's budget, run ids
   python -m benchmark leaderboard                  # regenerate results/<suite>.md and .csv from records
   python -m benchmark list
 """
@@ -34,7 +36,7 @@ def parse_assignments(items: list[str], what: str) -> dict:
 
 
 def cmd_list(args) -> int:
-    from benchmark.backbones import BACKBONES
+    from benchmark.models import BACKBONES
     from benchmark.data import DATASETS, SUITES
     from methods import METHODS
 
@@ -46,38 +48,29 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from benchmark import leaderboard
-    from benchmark.config import RunConfig, resolve_hparams, suite_defaults
-    from benchmark.data import SUITES
-    from benchmark.run import execute, prepare_suite
-    from methods import METHODS
+    from benchmark.harness.plan import plan
+    from benchmark.harness.run import execute, prepare_suite
+    from benchmark.report import leaderboard
 
-    SUITES.get(args.suite)
-    defaults = suite_defaults(args.suite)
-    method_names = args.method or defaults["methods"]
     overrides = parse_assignments(args.set, "set")
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
-    sizes = parse_assignments(args.size, "size")
-    method_classes = [METHODS.get(name) for name in method_names]
-    defaults_of = {cls.name: resolve_hparams(args.suite, cls, {}) for cls in method_classes}
-    unused = set(overrides) - set().union(*defaults_of.values())
-    if unused:
-        raise BenchmarkError(f"no selected method has hyper-parameter(s) {sorted(unused)}")
-    configs = []
-    for name, method_cls in zip(method_names, method_classes):
-        # With several methods, an override applies to each method that has that hyper-parameter.
-        hp = resolve_hparams(args.suite, method_cls, {k: v for k, v in overrides.items() if k in defaults_of[name]})
-        for seed in args.seed:
-            configs.append(RunConfig(suite=args.suite, method=name, backbone=args.backbone or defaults["backbone"],
-                                     seed=seed, image_size=args.image_size or defaults["image_size"],
-                                     hparams=hp, sizes=sizes))  # fmt: skip
+    runs = plan(args.suite, args.method, args.backbone, args.seed, args.image_size, overrides,
+                parse_assignments(args.size, "size"))  # fmt: skip
+    if args.dry_run:
+        for run in runs:
+            print(json.dumps(run.describe(args.results), default=list))
+        return 0
     started = time.time()
-    suite = prepare_suite(configs[0], args.data_root, progress=not args.no_progress, workers=args.workers)
-    for i, cfg in enumerate(configs, 1):
-        outcome = execute(cfg, suite, args.results, progress=not args.no_progress)
-        verb = "exists, skipped" if outcome.status == "skipped" else f"done in {outcome.record['wall_s']:.0f}s"
-        print(f"[{i}/{len(configs)}] {cfg.method} seed {cfg.seed}: {outcome.run_id} {verb} -> {outcome.path}", flush=True)
+    suite = prepare_suite(runs[0].config, args.data_root, progress=not args.no_progress, workers=args.workers)
+    for i, run in enumerate(runs, 1):
+        cfg = run.config
+        outcome = execute(cfg, suite, args.results, progress=not args.no_progress, departures=run.departures,
+                          rerun=args.rerun)  # fmt: skip
+        verb = {"skipped": "exists, skipped (--rerun runs it again)",
+                "superseded": f"done in {outcome.record['wall_s']:.0f}s, superseding the old record"}.get(
+            outcome.status, f"done in {outcome.record['wall_s']:.0f}s")  # fmt: skip
+        print(f"[{i}/{len(runs)}] {cfg.method} seed {cfg.seed}: {outcome.run_id} {verb} -> {outcome.path}", flush=True)
     md_path, text = leaderboard.write(args.results, args.suite)
     print()
     print(text)
@@ -86,7 +79,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from benchmark import leaderboard
+    from benchmark.report import leaderboard
 
     md_path, text = leaderboard.write(args.results, args.suite)
     print(text)
@@ -103,7 +96,7 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from benchmark import reproduce
+    from benchmark.report import reproduce
 
     for path, text in reproduce.write(args.results, args.table or list(reproduce.TABLES)):
         print(text)
@@ -112,9 +105,9 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from benchmark.bench import SECTIONS, load_sections
+    from benchmark.speed import SECTIONS
 
-    load_sections()
+    SECTIONS.load()
     for name in args.section or SECTIONS.names():
         print(f"## {name}")
         for line in SECTIONS.get(name)(quick=args.quick):
@@ -123,7 +116,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_corrupt(args) -> int:
-    from benchmark import corruptions
+    from benchmark.corruption import corruptions
 
     if args.list:
         print("\n".join(corruptions.CORRUPTIONS))
@@ -136,7 +129,7 @@ def cmd_corrupt(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from benchmark.config import DEFAULT_SUITE
+    from benchmark.harness.plan import DEFAULT_SUITE
 
     parser = argparse.ArgumentParser(
         prog="benchmark", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -158,11 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", nargs="+", help="method name(s) (default: the suite's default set)")
     p.add_argument("--backbone", help="backbone, e.g. lite0, timm:resnet50, clip:ViT-B-32/openai (default: per suite)")
     p.add_argument("--seed", nargs="+", type=int, default=[0], help="seed(s); each is one run and one record")
-    p.add_argument("--epochs", type=int, help="training epochs (overrides the recipe)")
+    p.add_argument("--epochs", type=int, help="training epochs (overrides the suite's recipe for every method; "
+                                              "shown as a budget departure)")
     p.add_argument("--image-size", type=int, help="input resolution (default: per suite)")
     p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="hyper-parameter overrides, e.g. lr=0.003")
     p.add_argument("--size", nargs="+", metavar="KEY=VALUE", help="suite size overrides, e.g. n_train=500")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for corrupting data")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved plan, one JSON line per run (suite, method, backbone, seed, "
+                        "hyper-parameters, sizes, budget departures, run id, whether its record exists); "
+                        "reads no data and trains nothing")  # fmt: skip
+    p.add_argument("--rerun", action="store_true",
+                   help="run configurations whose record exists again; the old record is moved to "
+                        "<results>/runs/<suite>/superseded/ (never deleted) and the new one takes its place")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--data-root", **data_root)
     p.add_argument("--results", **results)

@@ -10,52 +10,23 @@
     finalize(model)              -> {variant name: state_dict}; every variant is evaluated
 
 The base class is full fine-tuning, so FT is the empty subclass. Hyper-parameters: ``HPARAMS`` holds
-the method's own defaults (each with its source); ``RECIPES[suite]`` overrides them (and the suite's
-training recipe) per suite. Everything ends up in one dict, ``self.hp``, which is part of the run id.
+the method's own defaults (each with its source); ``RECIPES[suite]`` overrides them per suite. Both sit on
+top of the suite's recipe, whose training budget (benchmark.harness.plan.BUDGET_KEYS: optimizer, schedule,
+epochs, batch size, clipping) every method shares: a method that must train otherwise declares each such
+key in ``DEPARTURES`` with its source, and tables show the departure. Everything ends up in one dict,
+``self.hp``, which is part of the run id.
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import math
-from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from benchmark.evaluate import loader
-
-
-@dataclass
-class RunContext:
-    initial_model: nn.Module
-    train_loader: Any
-    selection_loader: Any
-    device: torch.device
-    num_classes: int
-    suite: str
-    seed: int
-    extras: dict = field(default_factory=dict)
-    head_is_pretrained: bool = False
-    # The run's checkpoint file: a method that trains more than once (model soups) keeps its own beside it.
-    checkpoint: Path | None = None
-    progress: bool = True
-
-    @cached_property
-    def reference(self) -> nn.Module:
-        """The one frozen copy of the model as it was before training (the pretrained weights).
-
-        Created on first use during ``setup``; regularisers share it instead of keeping copies of their own.
-        """
-        ref = copy.deepcopy(self.initial_model).eval()
-        for p in ref.parameters():
-            p.requires_grad_(False)
-        return ref
+from benchmark.engine import RunContext, loader
 
 
 def is_head(name: str) -> bool:
@@ -86,10 +57,15 @@ def reestimate_bn(model: nn.Module, state: dict, ctx: RunContext, images: int) -
 
 
 class Method:
-    name = "ft"
+    name: str  # set from the registration key by METHODS.register
     description = "full fine-tuning of every parameter"
     HPARAMS: dict = {}
     RECIPES: dict[str, dict] = {}
+    # Budget keys this method sets itself instead of sharing the suite's, each with its source.
+    DEPARTURES: dict[str, str] = {}
+    # Methods that read ctx.reference (the frozen pretrained copy) set this; the harness makes the copy when
+    # the run starts, and only for them.
+    needs_reference = False
     # Methods that need the CLIP text tower (FLYP, Lipsum-FT) set this; the harness checks it.
     needs_text_tower = False
     # Suite tasks the method supports (Suite.task); the harness refuses the others with one line.
@@ -104,7 +80,7 @@ class Method:
     @classmethod
     def check(cls, hp: dict) -> None:
         """Raise BenchmarkError for hyper-parameter values the method cannot run with. Also called when a run
-        is configured (benchmark.config.resolve_hparams), so a bad value fails before any data is loaded."""
+        is configured (benchmark.harness.plan.resolve_hparams), so a bad value fails before any data is loaded."""
 
     @classmethod
     def hparams_for(cls, suite: str) -> dict:

@@ -25,14 +25,16 @@ def clip_loss(image_features, text_features, scale) -> torch.Tensor:
 
 @METHODS.register("flyp")
 class FLYP(Method):
-    name = "flyp"
     description = "FLYP: contrastive image-prompt fine-tuning of both CLIP towers; zero-shot head at the end"
     needs_text_tower = True
     tasks = ("classification",)
     # FLYP README, ImageNet: AdamW lr 1e-5, wd 0.1, batch 512, 10 epochs, 500 warm-up steps (args.py
-    # default), cosine, no gradient clipping. The optimizer is FLYP's on every suite (a CLIP recipe).
+    # default), cosine, no gradient clipping; batch, epochs and warm-up are the imagenet suite's already.
     HPARAMS = {"optimizer": "adamw", "lr": 1e-5, "weight_decay": 0.1, "grad_clip": 0.0}
-    RECIPES = {"imagenet": {"batch_size": 512, "epochs": 10, "warmup_steps": 500}}
+    DEPARTURES = {
+        "optimizer": "FLYP trains both CLIP towers with AdamW on every suite (github.com/locuslab/FLYP README)",
+        "grad_clip": "FLYP's recipe does not clip gradients (github.com/locuslab/FLYP README, args.py)",
+    }
 
     def setup(self, model, ctx):
         super().setup(model, ctx)
@@ -53,9 +55,7 @@ class FLYP(Method):
         return {"flyp": clip_loss(model.features(x), model.encode_text(tokens), model.logit_scale)}
 
     def finalize(self, model):
-        from benchmark.backbones_clip import set_zero_shot_head
-
-        set_zero_shot_head(model, self.text)
+        model.set_zero_shot_head(self.text)
         return {self.name: model.state_dict()}
 
     def state_dict(self):

@@ -106,9 +106,9 @@ def regulariser_mode(models, batch_stats: bool):
 
 @METHODS.register("fsr")
 class FSR(Method):
-    name = "fsr"
     tasks = ("classification",)  # features + class logits; a segmentation reading would need its own choices
     description = "function-space distance to the pretrained model on simulated OOD + consistency (our reading of the abstract)"
+    needs_reference = True
     # No recipe is public (only the abstract), so no per-suite recipe: the suite's training recipe is used.
     HPARAMS = {
         # Ours: a squared relative feature error of 0.1 (~30% off) costs 0.1 nats, the size of the CE late
@@ -132,7 +132,7 @@ class FSR(Method):
         super().setup(model, ctx)
         choice = self.hp["fsr_distance"]
         self.distance = choice if choice != "auto" else ("kl" if ctx.head_is_pretrained else "features")
-        self.reference = ctx.reference  # the frozen copy is made now, before training changes the model
+        self.reference = ctx.reference
 
     def loss(self, model, batch):
         x, y = batch

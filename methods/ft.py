@@ -6,5 +6,4 @@ from methods.base import Method
 class FT(Method):
     """Full fine-tuning: every parameter trained with cross-entropy (the baseline every row is read against)."""
 
-    name = "ft"
     description = "full fine-tuning: all parameters, cross-entropy"

@@ -69,7 +69,6 @@ def row_norms(t: torch.Tensor) -> torch.Tensor:
 
 @METHODS.register("ftp")
 class FTP(Method):
-    name = "ftp"
     description = "fast trainable projection: per-tensor radius towards the pretrained weights, learned online"
     HPARAMS = {
         "ftp_k": 1.0,  # positive-gradient annealing factor; README / main_finetune.py default 1 (strongest)
@@ -82,9 +81,9 @@ class FTP(Method):
         "weight_decay": 0.0,
     }
     RECIPES = {
-        # CLIP: AdamP = AdamW + FTP. The zero-shot head is a pretrained initialisation, so it is projected too
-        # (the README excludes only heads without one). Elsewhere SGD nesterov as in the DomainNet SGDP recipe.
-        "imagenet": {"optimizer": "adamw", "ftp_exclude_head": False},
+        # CLIP: AdamP = AdamW + FTP (AdamW is the imagenet suite's optimizer). The zero-shot head is a pretrained
+        # initialisation, so it is projected too (the README excludes only heads without one).
+        "imagenet": {"ftp_exclude_head": False},
     }
 
     @classmethod

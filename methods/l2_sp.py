@@ -19,8 +19,8 @@ from methods.base import Method, is_head
 
 @METHODS.register("l2-sp")
 class L2SP(Method):
-    name = "l2-sp"
     description = "L2-SP: L2 penalty towards the pretrained weights (alpha) and on the new head (beta)"
+    needs_reference = True
     # Li et al. 2018, Sec. 4: alpha = 0.1, beta = 0.01 for their classification targets (alpha = 0.01
     # where the target is close to the source); Fashion-MNIST is far from ImageNet, so 0.1.
     HPARAMS = {"alpha": 0.1, "beta": 0.01}

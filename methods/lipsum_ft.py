@@ -42,8 +42,8 @@ def energy_gap(features, reference_features, text_features, scale) -> torch.Tens
 
 @METHODS.register("lipsum-ft")
 class LipsumFT(Method):
-    name = "lipsum-ft"
     description = "Lipsum-FT: CE + MSE of image-random-text energies to the zero-shot model (CLIP)"
+    needs_reference = True
     needs_text_tower = True
     tasks = ("classification",)
     HPARAMS = {
@@ -56,6 +56,13 @@ class LipsumFT(Method):
     RECIPES = {
         "imagenet": {**SCHEDULE, "warmup_steps": 5000},  # 10% of 50,000 steps
         "domainnet": {**SCHEDULE, "warmup_steps": 500},  # 10% of 5,000 steps
+    }  # fmt: skip
+    DEPARTURES = {
+        "optimizer": "Lipsum-FT's official optimizer on every suite: AdamW (github.com/cs-giung/lipsum-ft README)",
+        "grad_clip": "Lipsum-FT's official recipe does not clip gradients (scripts/Lipsum-FT.py)",
+        **dict.fromkeys(("batch_size", "epochs", "warmup_steps"),
+                        "Lipsum-FT's official schedule: batch 256, 10% warm-up then cosine, ImageNet 50,000 / DomainNet "
+                        "5,000 steps (README commands, scripts/Lipsum-FT.py)"),
     }  # fmt: skip
 
     def setup(self, model, ctx):

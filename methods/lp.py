@@ -57,7 +57,6 @@ def probe_head(model, ctx: RunContext, weight_decay: float) -> None:
 
 @METHODS.register("lp")
 class LP(Method):
-    name = "lp"
     description = "linear probe: frozen backbone, logistic-regression head (L-BFGS on features)"
     tasks = ("classification",)  # a logistic-regression probe on pooled features has no per-pixel form
     HPARAMS = {"probe_wd": 1e-4}  # L2 on the probe weights; wise-ft sweeps C, we fix a mild value

@@ -15,7 +15,6 @@ from methods.lp import LP, probe_head
 
 @METHODS.register("lp-ft")
 class LPFT(Method):
-    name = "lp-ft"
     description = "LP-FT: logistic-regression probe of the head, then full fine-tuning at a smaller lr"
     tasks = ("classification",)  # the probe is a classifier head
     HPARAMS = {"probe_wd": LP.HPARAMS["probe_wd"]}  # the same probe as the lp row
@@ -23,7 +22,7 @@ class LPFT(Method):
     # (the head no longer needs to move far); we fix it at one tenth of the suite's FT lr (our choice,
     # not a number from the paper; override with --set lr=...).
     RECIPES = {
-        "fmnist-c": {"lr": 5e-3},  # FT: 5e-2 (benchmark/config.py)
+        "fmnist-c": {"lr": 5e-3},  # FT: 5e-2 (benchmark/data/fmnist.py)
         "domainnet": {"lr": 1e-3},  # FT: 1e-2 (TPGM DomainNet recipe)
         "imagenet": {"lr": 3e-6},  # FT: 3e-5 (WiSE-FT CLIP recipe)
     }

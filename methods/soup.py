@@ -1,7 +1,7 @@
 """Model soups (Wortsman et al., ICML 2022): average the weights of models fine-tuned from one initialisation.
 
 One run trains K = 1 + len(soup_lr_scales) ingredients from the same initial weights (the pretrained
-backbone and the run's initial head, i.e. ``ctx.reference``). Ingredient 0 is the run's own fine-tuning
+backbone and the run's initial head, taken at setup). Ingredient 0 is the run's own fine-tuning
 (the harness loop); ingredients 1..K-1 are trained in ``finalize`` by the same loop
 (``benchmark.loop.fit``) with the learning rate scaled by ``soup_lr_scales[i-1]`` and a data order of
 their own, each with a checkpoint beside the run's, so an interrupted run resumes there (the ingredient
@@ -26,11 +26,9 @@ from typing import Callable
 
 import torch
 
-from benchmark.data.base import IDENTITY
-from benchmark.evaluate import accuracy, predict
-from benchmark.loop import fit
+from benchmark.engine import accuracy, fit, predict
 from methods import METHODS
-from methods.base import Method, reestimate_bn
+from methods.base import Method, reestimate_bn, state_copy
 
 State = dict[str, torch.Tensor]
 
@@ -61,7 +59,6 @@ def cpu_copy(state: State) -> State:
 
 @METHODS.register("soup")
 class Soup(Method):
-    name = "soup"
     tasks = ("classification",)  # greedy membership is judged by top-1 accuracy
     description = "model soups: K fine-tunings (lr sweep) from one init, uniform and greedy weight averages"
     HPARAMS = {
@@ -80,7 +77,7 @@ class Soup(Method):
 
     def setup(self, model, ctx):
         super().setup(model, ctx)
-        self.initial = ctx.reference.state_dict()  # the frozen copy is made now, before training
+        self.initial = state_copy(model)
 
     def finalize(self, model):
         ctx = self.ctx
@@ -110,4 +107,4 @@ class Soup(Method):
     def selection_accuracy(self, model, state: State) -> float:
         model.load_state_dict(state)
         loader = self.ctx.selection_loader
-        return accuracy(*predict(model.eval(), loader.dataset, IDENTITY, self.ctx.device, loader.batch_size))
+        return accuracy(*predict(model.eval(), loader.dataset, None, self.ctx.device, loader.batch_size))

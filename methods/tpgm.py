@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import autocast
+from benchmark.engine import autocast
 from methods import METHODS
 from methods.base import Method, is_head
 
@@ -120,8 +120,8 @@ class RadiusProjection:
 
 @METHODS.register("tpgm")
 class TPGM(Method):
-    name = "tpgm"
     description = "TPGM: projection onto learned per-tensor radii around the pretrained weights (per-step and post-hoc)"
+    needs_reference = True
     HPARAMS = {
         # Per-step recipe: official DomainNet defaults (main_finetune.py: --proj_freq 1 in the README's
         # TPGM commands, --max_iters 1, --proj_lr 1e-2, --norm_mode mars; exclude_list = the head).
@@ -137,13 +137,9 @@ class TPGM(Method):
         "posthoc_exclude_head": False,
     }
     RECIPES = {
-        # Official DomainNet code (main_finetune.py, README's TPGM commands): SGD nesterov momentum 0.9,
-        # lr 1e-2, wd 5e-4, cosine, 50 epochs, batch 64 x 4 GPUs, no warm-up, no gradient clipping.
-        "domainnet": {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-                      "epochs": 50, "batch_size": 256, "warmup_steps": 0, "grad_clip": 0.0},
         # ImageNet ViT recipe (official ImageNet_ViT_Exp): fine-tune without TPGM, then 200 post-hoc
         # iterations with the L2 norm, head included. The fine-tuning recipe itself is the suite's
-        # (benchmark/config.py: WiSE-FT's CLIP recipe).
+        # (benchmark/data/imagenet.py: WiSE-FT's CLIP recipe).
         "imagenet": {"proj_freq": 0, "posthoc_iters": 200},
         # Embedded CPU default (lite0 is a CNN, so the per-step DomainNet recipe), two departures:
         # - proj_freq 2: a radius step costs about one extra forward+backward; updating the radii every
@@ -170,7 +166,7 @@ class TPGM(Method):
     def setup(self, model, ctx):
         super().setup(model, ctx)
         hp = self.hp
-        self.reference = ctx.reference  # must be taken before training changes the model
+        self.reference = ctx.reference
         self.batches = endless(ctx.selection_loader)
         self.per_step = None
         if hp["proj_freq"]:

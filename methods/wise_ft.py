@@ -15,7 +15,7 @@ zero-shot model, as in the paper. A plain pretrained backbone has no meaningful 
 logistic-regression probe (methods/lp.py) and theta0 is the linear-probe model: this is WiSE-FT of
 LP-FT (our adaptation to backbones without a zero-shot head), and its alpha = 0 end is the `lp` row.
 Training itself is plain full fine-tuning from theta0 with the suite's recipe (for imagenet that is
-already the paper's CLIP recipe, benchmark/config.py).
+already the paper's CLIP recipe, benchmark/data/imagenet.py).
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ def interpolate(theta0: dict, theta: dict, alpha: float) -> dict:
 
 @METHODS.register("wise-ft")
 class WiseFT(Method):
-    name = "wise-ft"
     description = "WiSE-FT: weight interpolation between the start (zero-shot or probe) and the fine-tuned model"
     tasks = ("classification",)  # theta0's head is a probe or a zero-shot classifier
     HPARAMS = {
@@ -65,12 +64,11 @@ class WiseFT(Method):
         super().setup(model, ctx)
         if not ctx.head_is_pretrained:
             probe_head(model, ctx, self.hp["probe_wd"])
-        # The reference copy is made on first access: here, after the probe, so it holds theta0 (probed head).
-        self.theta0 = ctx.reference
+        self.theta0 = state_copy(model)  # after the probe: theta0 holds the probed head
 
     def finalize(self, model):
         # theta is copied: re-estimating an interior model loads it into `model`
-        theta0, theta = self.theta0.state_dict(), state_copy(model)
+        theta0, theta = self.theta0, state_copy(model)
         variants = {}
         for alpha in map(float, self.hp["alphas"]):
             state = interpolate(theta0, theta, alpha)

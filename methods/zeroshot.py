@@ -6,7 +6,6 @@ from methods.base import Method
 
 @METHODS.register("zeroshot")
 class ZeroShot(Method):
-    name = "zeroshot"
     description = "zero-shot: the pretrained model and its zero-shot head, no training (clip:... backbones)"
     tasks = ("classification",)
 

@@ -1,8 +1,8 @@
 """A tiny random-init CLIP classifier with the RunContext a CLIP method sees (for method unit tests)."""
 import torch
 
-from benchmark.backbones import create_backbone
-from methods.base import RunContext
+from benchmark.models import create_backbone
+from benchmark.engine import RunContext, frozen_copy
 from tests import tiny_cls
 
 TINY_CLIP = "clip:oodbench-tiny-clip/random"
@@ -11,7 +11,7 @@ TINY_CLIP = "clip:oodbench-tiny-clip/random"
 def tiny_clip_context(hp_method, hp: dict):
     torch.manual_seed(0)
     built = create_backbone(TINY_CLIP, tiny_cls.CLASSNAMES, 32)
-    ctx = RunContext(initial_model=built.model, train_loader=None, selection_loader=None, device=torch.device("cpu"),
+    ctx = RunContext(reference=frozen_copy(built.model), train_loader=None, selection_loader=None, device=torch.device("cpu"),
                      num_classes=3, suite=tiny_cls.NAME, seed=0, extras=built.extras, head_is_pretrained=True)  # fmt: skip
     method = hp_method({**hp_method.HPARAMS, **hp})
     method.setup(built.model, ctx)

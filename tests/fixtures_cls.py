@@ -17,7 +17,7 @@ from PIL import Image
 from torchvision import transforms
 
 from benchmark.data import SuiteOptions, build_suite, domainnet, imagenet
-from benchmark.evaluate import accuracy, predict
+from benchmark.engine import accuracy, predict
 
 TO_TENSOR = transforms.ToTensor()  # what OracleModel reads: no resize, no normalisation
 

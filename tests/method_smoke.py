@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from benchmark.backbones import BACKBONES, Built, Classifier, simple_transforms
-from benchmark.config import RunConfig, resolve_hparams
+from benchmark.models import BACKBONES
+from benchmark.models.base import Built, Classifier, simple_transforms
+from benchmark.harness.plan import RunConfig, resolve_hparams
 from benchmark.data.base import ArrayDataset, EvalSet, Suite
-from benchmark.run import execute
+from benchmark.harness.run import execute
+from helpers import register_test_suite, test_suite_spec
 from methods import METHODS
 
 BACKBONE = "tiny-cnn-methods-test"
@@ -42,8 +44,11 @@ def tiny_suite(n: int = 16, size: int = 16, seed: int = 0) -> Suite:
                  [EvalSet("clean", "id", split(8)), EvalSet("noisy", "ood", split(8))])  # fmt: skip
 
 
+register_test_suite(test_suite_spec("tiny", lambda options: tiny_suite(), backbone=BACKBONE, image_size=16))
+
+
 def run_smoke(method: str, tmp_path, **overrides) -> dict:
-    """One run of `method` on the tiny suite through benchmark.run.execute; returns the record."""
+    """One run of `method` on the tiny suite through benchmark.harness.run.execute; returns the record."""
     hp = resolve_hparams("tiny", METHODS.get(method), {"epochs": 1, "batch_size": 8, "eval_batch_size": 16, **overrides})
     cfg = RunConfig(suite="tiny", method=method, backbone=BACKBONE, seed=0, image_size=16, hparams=hp, pretrained=False)
     return execute(cfg, tiny_suite(), tmp_path, progress=False).record

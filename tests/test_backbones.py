@@ -3,11 +3,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark import records
-from benchmark.backbones import backbone_transforms, create_backbone
-from benchmark.config import RunConfig, resolve_hparams
+from benchmark.report import records
+from benchmark.models import backbone_transforms, create_backbone
+from benchmark.harness.plan import RunConfig, resolve_hparams
 from benchmark.errors import BenchmarkError
-from benchmark.run import execute, prepare_suite
+from benchmark.harness.run import execute, prepare_suite
 from methods import METHODS
 from tests import tiny_cls
 from tests.clip_ctx import TINY_CLIP
@@ -116,7 +116,7 @@ def test_full_run_through_clip_cli(monkeypatch, tmp_path):
 def test_clip_checkpoint_file_loads_and_its_zero_shot_head_is_cached(tmp_path, monkeypatch):
     import open_clip
 
-    from benchmark.backbones_clip import open_clip as registered
+    from benchmark.models.clip import open_clip as registered
 
     registered()  # adds the tiny config
     monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path / "cache"))

@@ -1,13 +1,13 @@
 import torch
 
-from benchmark.backbones import create_backbone
-from benchmark.bench import SECTIONS, load_sections
-from benchmark.bench_methods import held_bytes, measure
+from benchmark.models import create_backbone
+from benchmark.speed import SECTIONS
+from benchmark.speed.methods import held_bytes, measure
 from method_smoke import BACKBONE
 
 
 def test_section_is_registered():
-    load_sections()
+    SECTIONS.load()
     assert "methods" in SECTIONS
 
 

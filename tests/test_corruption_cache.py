@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark import corruptions
-from benchmark.corruption_cache import CorruptionCache, FileImages, image_seed
+from benchmark.corruption import corruptions
+from benchmark.corruption.cache import CorruptionCache, FileImages, image_seed
 from benchmark.errors import BenchmarkError
 
 PAIRS = [("contrast", 1), ("pixelate", 2)]

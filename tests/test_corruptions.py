@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmark import corruption_fast, corruptions
+from benchmark.corruption import corruptions, fast as corruption_fast
 from benchmark.__main__ import main
 
 GOLDEN = np.load(Path(__file__).parent / "golden" / "reference_outputs.npz")  # see golden/make_golden.py

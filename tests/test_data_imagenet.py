@@ -10,7 +10,7 @@ from torchvision.datasets import ImageFolder
 
 from benchmark.__main__ import main
 from benchmark.data import imagenet
-from benchmark.data.folder_utils import ImageListDataset
+from benchmark.data.folders import ImageListDataset
 from benchmark.errors import BenchmarkError
 from fixtures_cls import (IMAGENET_FIXTURE_INDICES, OBJECTNET_UNMAPPED_FOLDER, OUTSIDER, TO_TENSOR, OracleModel,
                           build_imagenet_tree, decode, fixture_suite, imagenet_fixture_sizes, score,

@@ -4,11 +4,11 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from benchmark.backbones import simple_transforms
+from benchmark.models.base import simple_transforms
 from benchmark.data import SuiteOptions, build_suite
 from benchmark.data.pascal import IGNORE, PERSON, prepare_context, read_human_parts
 from benchmark.errors import BenchmarkError
-from benchmark.segmentation import LOSS_IGNORE
+from benchmark.data.segmentation import LOSS_IGNORE
 
 H, W = 40, 48  # imagecorruptions needs >= 32 px
 TINY = {"corruptions": ("fog",), "severities": (1,), "selection_fraction": 0.34}
@@ -165,7 +165,7 @@ def test_prepare_verifies_counts_against_the_card(tmp_path):
 @pytest.mark.parametrize("name, tree", [("pascal-context", lambda p: context_tree(p / "PASCAL_MT")), ("pascal-voc", voc_tree)])
 def test_end_to_end_run_on_fixture_records_miou(name, tree, tmp_path, capsys):
     from benchmark.__main__ import main
-    from benchmark.records import load_records
+    from benchmark.report.records import load_records
 
     root = tree(tmp_path)
     argv = ["run", "--suite", name, "--method", "ft", "tpgm", "--backbone", "seg-lite0", "--image-size", "32",

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from benchmark import records
+from benchmark.report import records
 from tests.helpers import tiny_run
 
 
@@ -12,7 +12,7 @@ def test_run_writes_one_record_per_method_and_a_leaderboard(tmp_path, capsys):
     paths = sorted((tmp_path / "runs" / "fmnist-c").glob("*.json"))
     assert [p.name.split("-")[0] for p in paths] == ["ft", "lp"]
     rec = records.read_record(paths[0])
-    assert rec["status"] == "done" and rec["config"]["method"] == "ft" and rec["config"]["seed"] == 0
+    assert rec["code"]["source_sha256"] and rec["config"]["method"] == "ft" and rec["config"]["seed"] == 0
     evals = {(r["eval"], r["role"]) for r in rec["evals"]}
     assert evals == {("selection", "selection"), ("fmnist", "id"), ("fog@3", "ood"), ("contrast@3", "ood")}
     n = {r["eval"]: r["n"] for r in rec["evals"]}

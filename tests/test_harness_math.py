@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import RunConfig
+from benchmark.harness.plan import RunConfig
 from benchmark.data.base import MaxPoolLabelMap, SubsetLabelMap, disjoint_split
-from benchmark.evaluate import accuracy
-from benchmark.loop import warmup_cosine
+from benchmark.engine import accuracy
+from benchmark.engine.loop import warmup_cosine
 
 LOGITS = torch.tensor([[0.1, 0.9, 0.3, 0.8], [0.7, 0.2, 0.6, 0.1], [0.0, 0.5, 0.9, 0.4]])
 

@@ -5,10 +5,11 @@ import pytest
 import torch
 from torchvision import transforms
 
-from benchmark import corruptions
+from benchmark.corruption import corruptions
 from benchmark.data import SuiteOptions, build_suite, imagenet, imagenet_c
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import accuracy, predict
+from benchmark.report import mce
+from benchmark.engine import accuracy, predict
 from fixtures_cls import OracleModel, build_imagenet_tree, imagenet_fixture_sizes, write_image
 
 INDICES = (1, 10, 954)
@@ -66,23 +67,23 @@ def rows(errors):
 
 
 def test_mce_hand_computed():
-    alexnet = imagenet_c.baselines()["alexnet"]["error"]
+    alexnet = mce.baselines()["alexnet"]["error"]
     errors = {c: [alexnet[c]] * 5 for c in corruptions.CORRUPTIONS}  # AlexNet itself: every CE is 100
-    assert imagenet_c.mce(rows(errors))["mce"] == pytest.approx(100.0)
+    assert mce.mce(rows(errors))["mce"] == pytest.approx(100.0)
     errors["fog"] = [0.1, 0.2, 0.3, 0.4, 0.5]  # CE_fog = 1.5 / (5 * 0.819324) = 36.6156 %
-    got = imagenet_c.mce(rows(errors))
+    got = mce.mce(rows(errors))
     assert got["ce"]["fog"] == pytest.approx(36.61555, abs=1e-4)
     assert got["mce"] == pytest.approx((14 * 100 + 36.61555) / 15, abs=1e-4)  # 95.7744
 
 
 def test_mce_refuses_incomplete_grids_and_unknown_baselines():
-    alexnet = imagenet_c.baselines()["alexnet"]["error"]
+    alexnet = mce.baselines()["alexnet"]["error"]
     errors = {c: [alexnet[c]] * 5 for c in corruptions.CORRUPTIONS}
     incomplete = [r for r in rows(errors) if r["eval"] != "fog@4"]
     with pytest.raises(BenchmarkError, match="missing 1: fog@4"):
-        imagenet_c.mce(incomplete)
+        mce.mce(incomplete)
     with pytest.raises(BenchmarkError, match="unknown mCE baseline 'resnet'; known: alexnet"):
-        imagenet_c.mce(rows(errors), "resnet")
+        mce.mce(rows(errors), "resnet")
 
 
 def test_card_lists_the_suites_corruptions():
@@ -91,4 +92,4 @@ def test_card_lists_the_suites_corruptions():
     card = tomllib.loads((Path(__file__).parents[1] / "datasets" / "imagenet-c.toml").read_text())
     assert tuple(card["corruptions"]) == corruptions.CORRUPTIONS
     assert card["counts"]["per_set"] == imagenet_c.IMAGES_PER_SET
-    assert set(imagenet_c.baselines()["alexnet"]["error"]) == set(corruptions.CORRUPTIONS)
+    assert set(mce.baselines()["alexnet"]["error"]) == set(corruptions.CORRUPTIONS)

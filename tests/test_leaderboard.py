@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import leaderboard, records
+from benchmark.report import leaderboard, records
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard_toy.md"
 
@@ -56,13 +56,14 @@ def test_regenerated_table_matches_golden(tmp_path):
 
 
 def test_imagenet_c_leaderboard_carries_mce_against_alexnet():
-    from benchmark.corruptions import CORRUPTIONS, SEVERITIES
-    from benchmark.data.imagenet_c import baselines
+    from benchmark.corruption.corruptions import CORRUPTIONS, SEVERITIES
+    from benchmark.report.mce import baselines
 
     acc = 0.6  # every corruption and severity: CE_c = 100 * (1 - acc) / alexnet_c
     ood = {f"{c}@{s}": acc for c in CORRUPTIONS for s in SEVERITIES}
     rec = record("ft", 0, {"ft": (0.7, 0.75, ood)})
     rec["config"]["suite"] = "imagenet-c"
+    rec["suite_notes"] = {"mce_baseline": "alexnet"}  # as the imagenet-c suite notes it
     alexnet = baselines()["alexnet"]["error"]
     expected = sum(100 * (1 - acc) / alexnet[c] for c in CORRUPTIONS) / len(CORRUPTIONS)
     text, _ = leaderboard.render("imagenet-c", [rec])

@@ -4,7 +4,8 @@ from PIL import Image
 from skimage import data
 from torchvision import transforms as T
 
-from benchmark.backbones import create_backbone, lite0_state_dict
+from benchmark.models import create_backbone
+from benchmark.models.cnn import lite0_state_dict
 
 ESPRESSO = 967  # ImageNet-1k class index of "espresso"
 

@@ -3,8 +3,8 @@ import math
 
 import torch
 
-from benchmark import records
-from benchmark.backbones_clip import set_zero_shot_head
+from benchmark.report import records
+from benchmark.models.clip import set_zero_shot_head
 from methods.flyp import FLYP, clip_loss
 from tests import tiny_cls
 from tests.clip_ctx import TINY_CLIP, step, tiny_clip_context

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.backbones import Classifier
+from benchmark.models.base import Classifier
 from benchmark.errors import BenchmarkError
-from methods import METHODS, RunContext
+from benchmark.engine import RunContext, frozen_copy
+from methods import METHODS
 from methods.fsr import amplitude_mix, feature_distance, kl_distance, regulariser_mode, symmetric_kl
 
 
@@ -17,7 +18,7 @@ def make(hp=None, head_is_pretrained=False):
     # Conv + BatchNorm: the eval-mode regulariser must not be fooled by batch statistics.
     body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     model = Classifier(body, nn.Linear(4, 3))
-    ctx = RunContext(initial_model=model, train_loader=None, selection_loader=None, device=torch.device("cpu"),
+    ctx = RunContext(reference=frozen_copy(model), train_loader=None, selection_loader=None, device=torch.device("cpu"),
                      num_classes=3, suite="test", seed=0, head_is_pretrained=head_is_pretrained)  # fmt: skip
     method = METHODS.get("fsr")({**METHODS.get("fsr").HPARAMS, **(hp or {})})
     method.setup(model, ctx)

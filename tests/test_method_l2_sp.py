@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from method_smoke import run_smoke, variants
-from methods.base import RunContext
+from benchmark.engine import RunContext, frozen_copy
 from methods.l2_sp import L2SP
 
 
@@ -25,7 +25,7 @@ def setup(alpha=0.1, beta=0.01):
         model.body.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
         model.head.weight.copy_(torch.tensor([[1.0, -1.0], [2.0, 0.0]]))
         model.head.bias.copy_(torch.tensor([0.0, 1.0]))
-    ctx = RunContext(model, [], [], torch.device("cpu"), 2, "tiny", 0)
+    ctx = RunContext([], [], torch.device("cpu"), 2, "tiny", 0, reference=frozen_copy(model))
     method = L2SP({"alpha": alpha, "beta": beta})
     method.setup(model, ctx)
     return method, model

@@ -1,7 +1,7 @@
 """Lipsum-FT: random texts, the energy-gap regulariser (0 at the zero-shot model), full run, refusal without CLIP."""
 import torch
 
-from benchmark import records
+from benchmark.report import records
 from methods.lipsum_ft import LipsumFT, energy_gap, random_tokens
 from tests import tiny_cls
 from tests.clip_ctx import TINY_CLIP, step, tiny_clip_context

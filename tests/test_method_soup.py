@@ -3,9 +3,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from benchmark.config import SUITE_RECIPES
-from benchmark.evaluate import loader
-from methods import METHODS, RunContext
+from benchmark.harness.plan import suite_recipe
+from benchmark.engine import loader
+from benchmark.engine import RunContext
+from methods import METHODS
 from methods.soup import average_states, greedy_soup
 
 X = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -71,11 +72,11 @@ def test_finalize_trains_ingredients_and_returns_every_variant(tmp_path):
     model.backbone, model.head = nn.Linear(2, 4), nn.Linear(4, 2)
     model.forward = lambda x: model.head(torch.relu(model.backbone(x)))
     data = TensorDataset(torch.randn(16, 2), torch.randint(0, 2, (16,)))
-    ctx = RunContext(initial_model=model, train_loader=loader(data, 8), selection_loader=loader(data, 8),
+    ctx = RunContext(train_loader=loader(data, 8), selection_loader=loader(data, 8),
                      device=torch.device("cpu"), num_classes=2, suite="test", seed=0,
                      checkpoint=tmp_path / "run.ckpt.pt", progress=False)  # fmt: skip
     cls = METHODS.get("soup")
-    method = cls({**SUITE_RECIPES["fmnist-c"], **cls.HPARAMS, "epochs": 1, "batch_size": 8})
+    method = cls({**suite_recipe("fmnist-c"), **cls.HPARAMS, "epochs": 1, "batch_size": 8})
     method.setup(model, ctx)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():

@@ -102,14 +102,14 @@ def test_per_step_and_post_hoc_through_the_harness(tmp_path):
 
 
 def test_radii_survive_a_checkpoint_round_trip():
-    from benchmark.backbones import create_backbone
-    from methods.base import RunContext
+    from benchmark.models import create_backbone
+    from benchmark.engine import RunContext, frozen_copy
 
     from method_smoke import BACKBONE
 
     model = create_backbone(BACKBONE, ["a", "b"], 16, pretrained=False).model
     batches = [(torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 0, 1]))]
-    ctx = RunContext(model, batches, batches, torch.device("cpu"), 2, "tiny", 0)
+    ctx = RunContext(batches, batches, torch.device("cpu"), 2, "tiny", 0, reference=frozen_copy(model))
     method = TPGM(TPGM.hparams_for("tiny"))
     method.setup(model, ctx)
     with torch.no_grad():
@@ -117,7 +117,7 @@ def test_radii_survive_a_checkpoint_round_trip():
     method.after_step(model, 0)
     state = method.state_dict()
     other = TPGM(TPGM.hparams_for("tiny"))
-    other.setup(copy.deepcopy(model), RunContext(copy.deepcopy(model), batches, batches, torch.device("cpu"), 2, "tiny", 0))
+    other.setup(copy.deepcopy(model), RunContext(batches, batches, torch.device("cpu"), 2, "tiny", 0, reference=frozen_copy(model)))
     other.load_state_dict(state)
     assert other.per_step.initialized and torch.equal(other.per_step.gamma, method.per_step.gamma)
     assert len(other.per_step.optimizer.state_dict()["state"]) == 1

@@ -4,9 +4,9 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import loader
+from benchmark.engine import loader
 from method_smoke import run_smoke, variants
-from methods import RunContext
+from benchmark.engine import RunContext
 from methods.base import reestimate_bn
 from methods.wise_ft import WiseFT, interpolate
 
@@ -51,7 +51,7 @@ def bn_net_and_context(alphas, images):
         net[0].weight.copy_(torch.eye(2))
         net[0].bias.zero_()
     data = TensorDataset(torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]]), torch.tensor([0, 1, 0, 1]))
-    ctx = RunContext(initial_model=net, train_loader=loader(data, 4), selection_loader=None, device=torch.device("cpu"),
+    ctx = RunContext(train_loader=loader(data, 4), selection_loader=None, device=torch.device("cpu"),
                      num_classes=2, suite="test", seed=0, head_is_pretrained=True)  # fmt: skip
     method = WiseFT({**WiseFT.HPARAMS, "alphas": alphas, "bn_reestimate_images": images})
     method.setup(net, ctx)
@@ -66,7 +66,7 @@ def bn_net_and_context(alphas, images):
 def test_interior_alphas_get_batchnorm_statistics_of_their_own_weights():
     net, method = bn_net_and_context((0.0, 0.5, 1.0), images=4)
     theta = {k: v.clone() for k, v in net.state_dict().items()}
-    theta0 = method.theta0.state_dict()
+    theta0 = method.theta0
     out = method.finalize(net)
     assert all(torch.equal(out["wise-ft@0"][k], theta0[k]) for k in theta0 if k != "1.num_batches_tracked")
     assert all(torch.equal(out["wise-ft@1"][k], theta[k]) for k in theta)

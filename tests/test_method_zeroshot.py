@@ -1,5 +1,5 @@
 """The zero-shot row: no training, one variant; refused on a backbone without a zero-shot head."""
-from benchmark import records
+from benchmark.report import records
 from tests import tiny_cls
 from tests.clip_ctx import TINY_CLIP
 

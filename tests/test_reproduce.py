@@ -1,7 +1,7 @@
 """Paper tables: published numbers beside ours, ours computed from records only."""
 import pytest
 
-from benchmark import records, reproduce
+from benchmark.report import records, reproduce
 from benchmark.__main__ import main
 
 

@@ -8,8 +8,9 @@ from torch import nn
 
 from benchmark.data.base import EvalSet
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import evaluate
-from benchmark.segmentation import LOSS_IGNORE, SegDataset, confusion_matrix, mask_tensor, scores
+from benchmark.engine import evaluate
+from benchmark.data.segmentation import LOSS_IGNORE, SegDataset, mask_tensor
+from benchmark.engine.metrics import confusion_matrix, scores
 
 
 def test_confusion_matrix_by_hand_with_ignored_pixels():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from torch import nn
 
-from benchmark import records
+from benchmark.report import records
 from benchmark.__main__ import main
 from benchmark.data import segproxy
 from benchmark.errors import BenchmarkError

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.data import SUITES
+from helpers import register_test_suite, test_suite_spec
 from benchmark.data.base import ArrayDataset, EvalSet, Suite
 
 NAME = "test-tiny-cls"
@@ -30,9 +30,7 @@ def build(options) -> Suite:
 
 def register(monkeypatch) -> str:
     """Register the suite for one test only (the registry is global)."""
-    monkeypatch.setitem(SUITES._items, NAME, build)
-    monkeypatch.setitem(SUITES._descriptions, NAME, "test suite")
-    return NAME
+    return register_test_suite(test_suite_spec(NAME, build), monkeypatch)
 
 
 def cli_run(results, method: str, backbone: str, *extra) -> int:

@@ -1,19 +1,67 @@
-"""Suite registry. Every module in this package registers its suites on import (one adapter per file)."""
+"""Suites and datasets: one adapter module per dataset family, each registering its suites and its
+`benchmark prepare` entry. The registry lists the modules; none is imported, and no file read, until a
+suite or dataset is looked up.
+
+A suite is defined with everything a run on it shares: how to build it, its default sizes, and its
+training recipe (the budget every method on it trains with), plus the default backbone, resolution
+and methods. A suite without a complete recipe is refused when it is defined.
+"""
 from __future__ import annotations
 
-import importlib
-import os
-import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from benchmark.data.base import Suite
+from benchmark.errors import BenchmarkError
 from benchmark.registry import Registry
+from benchmark.resources import cache_root
 
-SUITES: Registry[Callable[["SuiteOptions"], Suite]] = Registry("suite")
+ADAPTERS = tuple(f"benchmark.data.{m}" for m in ("fmnist", "segproxy", "imagenet", "imagenet_c", "domainnet", "pascal"))
+# What every suite's recipe sets (with SGD also momentum and nesterov); sources beside each recipe.
+RECIPE_KEYS = ("optimizer", "lr", "weight_decay", "epochs", "batch_size", "warmup_steps", "grad_clip", "eval_batch_size")
+SGD_KEYS = ("momentum", "nesterov")
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    description: str
+    build: Callable[["SuiteOptions"], Suite]
+    recipe: dict
+    sizes: dict
+    backbone: str
+    image_size: int
+    methods: tuple[str, ...]
+
+    def __post_init__(self):
+        needed = RECIPE_KEYS + (SGD_KEYS if self.recipe.get("optimizer") == "sgd" else ())
+        missing = [k for k in needed if k not in self.recipe]
+        if missing:
+            raise ValueError(f"suite {self.name}: its recipe lacks {missing}; every suite defines its full training recipe")
+
+    def resolve_sizes(self, overrides: dict) -> dict:
+        """The suite's size options: its defaults, then the overrides; unknown keys are an error."""
+        unknown = set(overrides) - set(self.sizes)
+        if unknown:
+            raise BenchmarkError(f"unknown {self.name} size option(s) {sorted(unknown)}; valid: {sorted(self.sizes)}")
+        return {**self.sizes, **overrides}
+
+
+SUITES: Registry[SuiteSpec] = Registry("suite", modules=ADAPTERS)
 # `benchmark prepare NAME`: fn(data_root, download) -> PrepareReport (what to get, where; is it there?)
-DATASETS: Registry[Callable[..., "PrepareReport"]] = Registry("dataset")
+DATASETS: Registry[Callable[..., "PrepareReport"]] = Registry("dataset", modules=ADAPTERS)
+
+
+def register_suite(name: str, description: str, *, recipe: dict, sizes: dict, backbone: str, image_size: int,
+                   methods) -> Callable:
+    """Decorator for a suite builder ``fn(SuiteOptions) -> Suite``: registers its SuiteSpec."""
+    def add(build):
+        SUITES.register(name, description, module=build.__module__)(SuiteSpec(name, description, build, dict(recipe), dict(sizes), backbone,
+                                                      image_size, tuple(methods)))  # fmt: skip
+        return build
+
+    return add
 
 
 @dataclass
@@ -22,19 +70,14 @@ class PrepareReport:
     text: str
 
 
-def cache_root() -> Path:
-    """Where derived data (corrupted sets, feature caches) lives: $OODBENCH_CACHE or ~/.cache/oodbench."""
-    return Path(os.environ.get("OODBENCH_CACHE") or Path.home() / ".cache" / "oodbench")
-
-
 @dataclass
 class SuiteOptions:
-    """What a suite builder gets: where the data is, the backbone's preprocessing, and size overrides."""
+    """What a suite builder gets: where the data is, the backbone's preprocessing, and its sizes (resolved
+    against the suite's defaults by build_suite)."""
 
     data_root: Path | None
     train_transform: Callable
     eval_transform: Callable
-    # Suite-specific size knobs (e.g. {"n_train": 2000}); unknown keys are an error in the builder.
     sizes: dict = field(default_factory=dict)
     cache_dir: Path = field(default_factory=cache_root)
     workers: int = 2
@@ -42,13 +85,5 @@ class SuiteOptions:
 
 
 def build_suite(name: str, options: SuiteOptions) -> Suite:
-    return SUITES.get(name)(options)
-
-
-def _import_adapters() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        if info.name not in ("base",):
-            importlib.import_module(f"{__name__}.{info.name}")
-
-
-_import_adapters()
+    spec = SUITES.get(name)
+    return spec.build(replace(options, sizes=spec.resolve_sizes(options.sizes)))

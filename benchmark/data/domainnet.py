@@ -14,11 +14,12 @@ import functools
 import os
 from pathlib import Path
 
-from benchmark.data import DATASETS, SUITES, PrepareReport, SuiteOptions
+from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import EvalSet, Suite, disjoint_split
-from benchmark.data.folder_utils import (ImageListDataset, Location, check_count, check_sizes, data_file,
+from benchmark.data.folders import (ImageListDataset, Location, check_count,
                                          parse_choice, subsample, verify_images)  # fmt: skip
 from benchmark.errors import BenchmarkError
+from benchmark.resources import shipped
 
 DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
 ID_DOMAIN = "real"
@@ -54,7 +55,7 @@ LOCATION = Location(
 
 @functools.cache
 def classes() -> tuple[str, ...]:
-    names = tuple(data_file("domainnet", "classes.txt").read_text().split())
+    names = tuple(shipped("datasets", "domainnet", "classes.txt").read_text().split())
     if len(names) != NUM_CLASSES or len(set(names)) != NUM_CLASSES:
         raise BenchmarkError(f"datasets/domainnet/classes.txt lists {len(names)} classes; expected {NUM_CLASSES} distinct")
     return names
@@ -127,9 +128,19 @@ def resolve_classes(value) -> list[int]:
     return [i for i, name in enumerate(classes()) if name in chosen]
 
 
-@SUITES.register("domainnet", "DomainNet: train on real (ID), test on sketch/painting/infograph/clipart (OOD); needs the data")
+# The official TPGM DomainNet recipe (github.com/PotatoTian/TPGM main_finetune.py and the README's commands),
+# which FTP (github.com/GT-RIPL/FTP) reuses, for every method, as both papers train their FT baseline: SGD
+# nesterov momentum 0.9, lr 1e-2, wd 5e-4, cosine, 50 epochs, batch 64 x 4 GPUs, no warm-up, no clipping.
+RECIPE = {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "epochs": 50,
+          "batch_size": 256, "warmup_steps": 0, "grad_clip": 0.0, "eval_batch_size": 256}  # fmt: skip
+
+
+# TPGM's DomainNet backbone with a text tower (its CLIP ResNet-50), at the papers' 224 px.
+@register_suite("domainnet", "DomainNet: train on real (ID), test on sketch/painting/infograph/clipart (OOD); needs the data",
+                recipe=RECIPE, sizes=DEFAULT_SIZES, backbone="clip:RN50/openai", image_size=224,
+                methods=("zeroshot", "lp", "ft", "lp-ft", "wise-ft", "l2-sp", "tpgm", "ftp", "fsr", "lipsum-ft"))
 def domainnet_suite(opts: SuiteOptions) -> Suite:
-    sizes = check_sizes("domainnet", opts.sizes, DEFAULT_SIZES)
+    sizes = opts.sizes
     ood = parse_choice(sizes["evals"], [d for d in DOMAINS if d != ID_DOMAIN], "evals")
     labels = resolve_classes(sizes["classes"])
     label_of = {lab: i for i, lab in enumerate(labels)}

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from benchmark.data import DATASETS, SUITES, PrepareReport, SuiteOptions
+from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import IDENTITY, EvalSet, LabelMap, MaxPoolLabelMap, Suite, SubsetLabelMap, disjoint_split
-from benchmark.data.folder_utils import (ImageListDataset, Location, check_count, check_sizes, data_file,
+from benchmark.data.folders import (ImageListDataset, Location, check_count,
                                          parse_choice, scan_classes, subsample, verify_images)  # fmt: skip
 from benchmark.errors import BenchmarkError
+from benchmark.resources import shipped
 
 DEFAULT_SIZES = {
     "evals": ("v2", "a", "r", "sketch", "objectnet"),  # which OOD sets to load (all by default)
@@ -69,7 +70,7 @@ def objectnet_to_imagenet() -> dict[str, list[int]]:
     way the release and wise-ft do: ObjectNet label -> ImageNet names -> 2012 id -> PyTorch class index.
     """
     def load(name):
-        return data_file("objectnet", name)
+        return shipped("datasets", "objectnet", name)
 
     folder_of = {label: folder for folder, label in json.loads(load("folder_to_objectnet_label.json").read_text()).items()}
     to_names = json.loads(load("objectnet_to_imagenet_1k.json").read_text())
@@ -255,9 +256,20 @@ def imagenet_suite_around(name: str, opts: SuiteOptions, sizes: dict, universe: 
     )  # fmt: skip
 
 
-@SUITES.register("imagenet", "ImageNet-1k (ID) vs ImageNet-V2/-A/-R/-Sketch and ObjectNet (OOD); needs the data")
+# CLIP fine-tuning on ImageNet, WiSE-FT's recipe (github.com/mlfoundations/wise-ft defaults; notes/protocols.md):
+# AdamW lr 3e-5, wd 0.1, batch 512, 10 epochs, 500 warm-up steps then cosine, gradient norm clipped at 1.0
+# (src/models/finetune.py). Shared by the imagenet-c suite.
+RECIPE = {"optimizer": "adamw", "lr": 3e-5, "weight_decay": 0.1, "epochs": 10, "batch_size": 512, "warmup_steps": 500,
+          "grad_clip": 1.0, "eval_batch_size": 512}  # fmt: skip
+# The CLIP robust fine-tuning line (WiSE-FT, FLYP, Lipsum-FT) reports CLIP ViT-B/16 at its native 224 px.
+CLIP_SUITE = dict(recipe=RECIPE, backbone="clip:ViT-B-16/openai", image_size=224,
+                  methods=("zeroshot", "lp", "ft", "lp-ft", "wise-ft", "flyp", "lipsum-ft", "tpgm", "ftp", "fsr"))
+
+
+@register_suite("imagenet", "ImageNet-1k (ID) vs ImageNet-V2/-A/-R/-Sketch and ObjectNet (OOD); needs the data",
+                sizes=DEFAULT_SIZES, **CLIP_SUITE)
 def imagenet_suite(opts: SuiteOptions) -> Suite:
-    sizes = check_sizes("imagenet", opts.sizes, DEFAULT_SIZES)
+    sizes = opts.sizes
     keys = parse_choice(sizes["evals"], EVAL_KEYS, "evals")
     universe = resolve_universe(sizes["wnids"])
     pos = {w: i for i, w in enumerate(universe)}

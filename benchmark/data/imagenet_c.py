@@ -6,25 +6,23 @@ Card: datasets/imagenet-c.toml; AlexNet baseline errors: datasets/imagenet-c/bas
 - OOD: the released files, ``<root>/<corruption>/<severity>/<wnid>/*.JPEG`` (15 corruptions x 5
   severities x 50,000 val images, already resized to 256 and centre-cropped to 224), one eval set per
   (corruption, severity) named ``<corruption>@<severity>``, grouped by corruption;
-- mCE: ``mce(rows, baseline)``: CE_c = sum_s err_s / sum_s err_s(baseline); mCE = mean_c CE_c (x100).
+- mCE: computed from records by the report (benchmark/report/mce.py).
 The files are not regenerated here: ImageNet-C was made with the authors' own code and JPEG pipeline,
 and imagecorruptions' output is close to, not identical with, them (so results stay comparable with
-published ones). Corrupted variants of other suites come from benchmark/corruption_cache.py instead.
+published ones). Corrupted variants of other suites come from benchmark/corruption/cache.py instead.
 """
 from __future__ import annotations
 
-import functools
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
-from benchmark import corruptions
-from benchmark.data import DATASETS, SUITES, PrepareReport, SuiteOptions
+from benchmark.corruption import corruptions
+from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import EvalSet, Suite
-from benchmark.data.folder_utils import (CARDS_DIR, ImageListDataset, Location, check_count, check_sizes,
+from benchmark.data.folders import (ImageListDataset, Location, check_count,
                                          parse_choice, scan_classes, subsample, verify_images)  # fmt: skip
-from benchmark.data.imagenet import imagenet_suite_around, imagenet_wnids, resolve_universe
+from benchmark.data.imagenet import CLIP_SUITE, imagenet_suite_around, imagenet_wnids, resolve_universe
 from benchmark.errors import BenchmarkError
 
 # Which release archive (https://zenodo.org/record/2235448) holds each corruption.
@@ -79,9 +77,10 @@ def scan(root: Path, pos: dict[str, int], names, severities, full: bool) -> dict
     return out
 
 
-@SUITES.register("imagenet-c", "ImageNet-1k (ID) vs the published ImageNet-C, 15 corruptions x 5 severities (OOD); mCE")
+@register_suite("imagenet-c", "ImageNet-1k (ID) vs the published ImageNet-C, 15 corruptions x 5 severities (OOD); mCE",
+                sizes=DEFAULT_SIZES, **CLIP_SUITE)
 def imagenet_c_suite(opts: SuiteOptions) -> Suite:
-    sizes = check_sizes("imagenet-c", opts.sizes, DEFAULT_SIZES)
+    sizes = opts.sizes
     names = parse_choice(sizes["corruptions"], corruptions.CORRUPTIONS, "corruptions")
     severities = _int_choice(sizes["severities"], corruptions.SEVERITIES, "severities")
     universe = resolve_universe(sizes["wnids"])
@@ -92,40 +91,6 @@ def imagenet_c_suite(opts: SuiteOptions) -> Suite:
         data = ImageListDataset(subsample(samples, sizes["eval_max"], sizes["split_seed"] + i), opts.eval_transform)
         ood.append(EvalSet(f"{name}@{s}", "ood", data, group=name))
     return imagenet_suite_around("imagenet-c", opts, sizes, universe, ood, {"mce_baseline": "alexnet"})
-
-
-@functools.cache
-def baselines() -> dict[str, dict]:
-    """Named baselines' top-1 error per corruption (mean over severities 1-5), from datasets/imagenet-c/."""
-    path = CARDS_DIR / "imagenet-c" / "baselines.toml"
-    try:
-        return tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise BenchmarkError(f"cannot read the mCE baselines {path}: {e}") from None
-
-
-def mce(rows, baseline: str = "alexnet") -> dict:
-    """Mean corruption error (Hendrycks & Dietterich 2019, eq. in sec. 4), in percent.
-
-    ``rows``: eval rows as records hold them ({"eval": "fog@3", "metric": "acc", "value": 0.61, ...});
-    rows that are not ``<corruption>@<severity>`` accuracies are ignored. Every one of the 15
-    corruptions needs all 5 severities (CE sums over them). The baseline's per-corruption error is a mean
-    over severities, so its sum is 5 times it. Returns {"mce": float, "ce": {corruption: CE_c}}.
-    """
-    table = baselines()
-    if baseline not in table:
-        raise BenchmarkError(f"unknown mCE baseline {baseline!r}; known: {', '.join(table)}")
-    errors: dict[str, dict[int, float]] = {}
-    for row in rows:
-        name, _, severity = str(row.get("eval", "")).partition("@")
-        if row.get("metric", "acc") == "acc" and name in corruptions.CORRUPTIONS and severity.isdigit():
-            errors.setdefault(name, {})[int(severity)] = 1.0 - float(row["value"])
-    missing = [f"{c}@{s}" for c in corruptions.CORRUPTIONS for s in corruptions.SEVERITIES if s not in errors.get(c, {})]
-    if missing:
-        raise BenchmarkError(f"mCE needs all 15 corruptions x 5 severities; missing {len(missing)}: {', '.join(missing[:5])}")
-    base = table[baseline]["error"]
-    ce = {c: 100.0 * sum(errors[c].values()) / (len(corruptions.SEVERITIES) * base[c]) for c in corruptions.CORRUPTIONS}
-    return {"mce": float(np.mean(list(ce.values()))), "ce": ce}
 
 
 @DATASETS.register("imagenet-c", "ImageNet-C as released ($IMAGENET_C_DIR or --data-root/imagenet-c)")

@@ -12,10 +12,11 @@
 
 Every suite: selection = a seeded held-out slice of train (never val); ID = clean val; OOD = val images
 under each imagecorruptions corruption and severity (fog first), corrupted at their original size once
-into the resumable on-disk cache (benchmark/corruption_cache.py); masks are never corrupted.
+into the resumable on-disk cache (benchmark/corruption/cache.py); masks are never corrupted.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,16 +25,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark import segmentation
-from benchmark.corruption_cache import CorruptionCache, FileImages, _decode
-from benchmark.data import DATASETS, SUITES, PrepareReport, SuiteOptions
+from benchmark.data import segmentation
+from benchmark.corruption.cache import CorruptionCache, FileImages, _decode
+from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import EvalSet, Suite, disjoint_split
 from benchmark.errors import BenchmarkError
-from benchmark.segmentation import IGNORE, SegDataset
+from benchmark.resources import shipped
+from benchmark.data.segmentation import IGNORE, SegDataset
 
-CLASSES_DIR = Path(__file__).resolve().parents[2] / "datasets" / "pascal"
-VOC_CLASSES = [line for line in (CLASSES_DIR / "voc_classes.txt").read_text().splitlines() if line]
-PART_CLASSES = [line for line in (CLASSES_DIR / "human_part_classes.txt").read_text().splitlines() if line]
+
+
+@functools.cache
+def class_list(name: str) -> tuple[str, ...]:
+    """A class list shipped in datasets/pascal/ (voc_classes, human_part_classes)."""
+    return tuple(line for line in shipped("datasets", "pascal", f"{name}.txt").read_text().splitlines() if line)
+
+
 PERSON = 15  # VOC class index of "person" (Pascal-Part class_ind)
 # Pascal-Part person part names -> the 6 human-part classes (MTL-PyTorch PASCALContext.HUMAN_PART[6]).
 PART_OF = {**dict.fromkeys(("hair", "head", "lear", "lebrow", "leye", "mouth", "nose", "rear", "rebrow", "reye"), 1),
@@ -233,11 +240,20 @@ def voc_split(root: Path, split: str) -> tuple[list[Path], list[Path]]:
 
 # ---- suites -------------------------------------------------------------------------------------------
 
-def resolve_sizes(suite: str, overrides: dict) -> dict:
-    sizes = segmentation.resolve_sizes(suite, DEFAULT_SIZES, overrides)
+def check_sizes(suite: str, sizes: dict) -> None:
+    segmentation.check_corruptions(sizes)
     if not 0 < sizes["selection_fraction"] < 1:
         raise BenchmarkError(f"{suite}: selection_fraction must be in (0, 1)")
-    return sizes
+
+
+# Multi-Task-Learning-PyTorch's single-task recipe (configs/pascal/resnet18/{semseg,human_parts}.yml: Adam lr
+# 1e-4, weight decay 1e-4, 60 epochs, batch 12, no clipping; its "poly" decay is cosine here), for every method.
+RECIPE = {"optimizer": "adamw", "lr": 1e-4, "weight_decay": 1e-4, "epochs": 60, "batch_size": 12, "warmup_steps": 0,
+          "grad_clip": 0.0, "eval_batch_size": 12}  # fmt: skip
+# MTL-PyTorch's model: dilated ResNet-18 + DeepLab-v3 ASPP head, 512x512 inputs (its FixedResize); methods whose
+# loss and variants are defined per pixel (not LP, LP-FT, FLYP, zero-shot).
+SUITE = dict(recipe=RECIPE, sizes=DEFAULT_SIZES, backbone="deeplab:resnet18", image_size=512,
+             methods=("ft", "l2-sp", "tpgm", "ftp"))
 
 
 def subset(items: list, n, what: str, seed: int) -> list:
@@ -249,7 +265,8 @@ def subset(items: list, n, what: str, seed: int) -> list:
 
 
 def build(name: str, classnames: list[str], train: tuple, val: tuple, reader, opts: SuiteOptions) -> Suite:
-    sizes = resolve_sizes(name, opts.sizes)
+    sizes = opts.sizes
+    check_sizes(name, sizes)
     seed = sizes["split_seed"]
     n = len(train[0])
     fit_idx, sel_idx = disjoint_split(n, max(1, round(sizes["selection_fraction"] * n)), seed)
@@ -276,28 +293,28 @@ def build(name: str, classnames: list[str], train: tuple, val: tuple, reader, op
 
 
 def semseg_reader(path: Path) -> np.ndarray:
-    return read_png_mask(path, len(VOC_CLASSES))
+    return read_png_mask(path, len(class_list("voc_classes")))
 
 
-@SUITES.register("pascal-context", "PASCAL-Context (multi-task packaging) semantic segmentation, 21 classes, mIoU; OOD = corrupted val")
+@register_suite("pascal-context", "PASCAL-Context (multi-task packaging) semantic segmentation, 21 classes, mIoU; OOD = corrupted val", **SUITE)
 def pascal_context(opts: SuiteOptions) -> Suite:
     root = context_root(opts.data_root)
-    return build("pascal-context", VOC_CLASSES, context_split(root, "train", "semseg"), context_split(root, "val", "semseg"),
+    return build("pascal-context", list(class_list("voc_classes")), context_split(root, "train", "semseg"), context_split(root, "val", "semseg"),
                  semseg_reader, opts)  # fmt: skip
 
 
-@SUITES.register("pascal-parts", "PASCAL-Context human parts (6 parts + background), mIoU; OOD = corrupted val")
+@register_suite("pascal-parts", "PASCAL-Context human parts (6 parts + background), mIoU; OOD = corrupted val", **SUITE)
 def pascal_parts(opts: SuiteOptions) -> Suite:
     root = context_root(opts.data_root)
     train = with_persons(*context_split(root, "train", "human_parts"), opts.cache_dir)
     val = with_persons(*context_split(root, "val", "human_parts"), opts.cache_dir)
-    return build("pascal-parts", PART_CLASSES, train, val, read_human_parts, opts)
+    return build("pascal-parts", list(class_list("human_part_classes")), train, val, read_human_parts, opts)
 
 
-@SUITES.register("pascal-voc", "PASCAL VOC 2012 semantic segmentation, 21 classes, mIoU; OOD = corrupted val")
+@register_suite("pascal-voc", "PASCAL VOC 2012 semantic segmentation, 21 classes, mIoU; OOD = corrupted val", **SUITE)
 def pascal_voc(opts: SuiteOptions) -> Suite:
     root = voc_root(opts.data_root)
-    return build("pascal-voc", VOC_CLASSES, voc_split(root, "train"), voc_split(root, "val"), semseg_reader, opts)
+    return build("pascal-voc", list(class_list("voc_classes")), voc_split(root, "train"), voc_split(root, "val"), semseg_reader, opts)
 
 
 # ---- prepare ------------------------------------------------------------------------------------------

@@ -1,85 +1,15 @@
-"""Backbone factories: a pretrained feature extractor + a linear head, with the backbone's own preprocessing.
-
-Every factory returns a :class:`Built` whose ``model`` is a :class:`Classifier` (``.backbone`` gives
-features, ``.head`` is an ``nn.Linear``). Methods rely only on that split: parameters named ``head.*``
-are the task head, everything else is pretrained.
-
-Names are ``family`` or ``family:arg`` (``lite0``, ``timm:resnet50``, ``clip:ViT-B-32/openai``).
-A family is registered as a class with two static methods: ``transforms(request)`` (cheap: no weights
-are loaded, so a suite can be built before the model) and ``build(request)``.
-"""
+"""ImageNet CNN families: ``lite0`` (offline weights), ``timm:<name>``, ``torchvision:<name>``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 from torch import nn
 from torchvision import transforms as T
 
 from benchmark.errors import BenchmarkError
-from benchmark.registry import Registry
-
-BACKBONES: Registry[type] = Registry("backbone")
-
-
-class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, head: nn.Linear):
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-@dataclass
-class Built:
-    model: Classifier
-    train_transform: Callable
-    eval_transform: Callable
-    # True when the head was initialised from something meaningful (a zero-shot head): then the
-    # untouched model is itself a leaderboard row and WiSE-FT interpolates towards it.
-    head_is_pretrained: bool = False
-    # Extra objects some methods need (e.g. the CLIP text tower and tokenizer).
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BackboneRequest:
-    name: str
-    classnames: tuple[str, ...]
-    image_size: int
-    pretrained: bool = True
-
-    @property
-    def family(self) -> str:
-        return self.name.split(":", 1)[0]
-
-    @property
-    def arg(self) -> str:
-        return self.name.split(":", 1)[1] if ":" in self.name else ""
-
-
-def create_backbone(name: str, classnames, image_size: int, pretrained: bool = True) -> Built:
-    request = BackboneRequest(name, tuple(classnames), image_size, pretrained)
-    return BACKBONES.get(request.family).build(request)
-
-
-def backbone_transforms(name: str, image_size: int) -> tuple[Callable, Callable]:
-    """(train, eval) preprocessing of a backbone, without loading it."""
-    request = BackboneRequest(name, (), image_size)
-    return BACKBONES.get(request.family).transforms(request)
-
-
-def simple_transforms(image_size: int, mean, std) -> tuple[Callable, Callable]:
-    """Resize-to-square preprocessing for small proxy images (no crop: the object fills the frame)."""
-    tf = T.Compose([T.Resize((image_size, image_size), antialias=True), T.ToTensor(), T.Normalize(mean, std)])
-    return tf, tf
+from benchmark.models import BACKBONES
+from benchmark.models.base import BackboneRequest, Built, Classifier, load_or_fail, simple_transforms
 
 
 def lite0_state_dict() -> dict[str, torch.Tensor]:
@@ -163,15 +93,6 @@ class Timm:
         return Built(timm_classifier(net, req), *Timm.transforms(req))
 
 
-def load_or_fail(what: str, load: Callable):
-    """Run a loader; any failure (offline hub, corrupt or mismatched file) becomes one line naming `what`."""
-    try:
-        return load()
-    except Exception as e:  # noqa: BLE001 - the libraries raise many types; the user needs one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BenchmarkError(f"cannot load {what}: {first}") from e
-
-
 @BACKBONES.register("torchvision", "torchvision:<name>, DEFAULT ImageNet weights from the torch hub cache (offline)")
 class Torchvision:
     @staticmethod
@@ -215,5 +136,3 @@ class Torchvision:
         return Built(Classifier(net, nn.Linear(features, len(req.classnames))), *Torchvision.transforms(req))
 
 
-# Registers the `clip` family (kept apart: it brings the text tower and zero-shot heads).
-from benchmark import backbones_clip  # noqa: E402,F401

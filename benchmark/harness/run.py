@@ -1,42 +1,27 @@
 """One run = (suite, method, backbone, seed, hparams): build, fit, finalize, evaluate every variant, record."""
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-import benchmark
-from benchmark import records
-from benchmark.backbones import backbone_transforms, create_backbone
-from benchmark.config import RunConfig
 from benchmark.data import SuiteOptions, build_suite
 from benchmark.data.base import Suite
+from benchmark.engine import RunContext, default_device, evaluate, fit, frozen_copy, loader
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import evaluate, loader
-from benchmark.loop import fit
-from methods import METHODS, RunContext
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def versions() -> dict:
-    import timm
-    import torchvision
-
-    return {"oodbench": benchmark.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "python": platform.python_version()}  # fmt: skip
+from benchmark.harness.plan import RunConfig
+from benchmark.models import backbone_transforms, create_backbone
+from benchmark.report import records
+from methods import METHODS
 
 
 @dataclass
 class Outcome:
     run_id: str
     path: Path
-    status: str  # "done" (ran now) or "skipped" (a finished record already existed)
+    status: str  # "done" (ran now), "superseded" (ran now, the old record moved aside) or "skipped" (exists)
     record: dict
 
 
@@ -48,11 +33,14 @@ def prepare_suite(cfg: RunConfig, data_root, progress=True, workers=2) -> Suite:
     return build_suite(cfg.suite, options)
 
 
-def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True) -> Outcome:
-    """Run one config unless its record exists; resumes from a checkpoint left by an interrupted run."""
+def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, departures: dict | None = None,
+            rerun: bool = False) -> Outcome:
+    """Run one config unless its record exists (with rerun: run it again and supersede that record); resumes
+    from a checkpoint left by an interrupted run. `departures`: the plan's budget departures, recorded."""
     run_id = cfg.run_id
     path = records.record_path(results, cfg.suite, run_id)
-    if path.exists():
+    supersede = path.exists()
+    if supersede and not rerun:
         return Outcome(run_id, path, "skipped", records.read_record(path))
     method_cls = METHODS.get(cfg.method)
     if suite.task not in method_cls.tasks:
@@ -62,16 +50,17 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True) 
     built = create_backbone(cfg.backbone, suite.classnames, cfg.image_size, cfg.pretrained)
     if method_cls.needs_text_tower and "text" not in built.extras:
         raise BenchmarkError(f"method {cfg.method} needs a CLIP text tower; backbone {cfg.backbone} has none (use clip:...)")
-    dev = device()
+    dev = default_device()
     # channels_last: ~1.7x faster CNN training and eval on CPU (measured on Lite0), no effect on 2-D weights.
     model = built.model.to(dev, memory_format=torch.channels_last)
     hp = cfg.hparams
-    ctx = RunContext(initial_model=model, train_loader=loader(suite.train, hp["eval_batch_size"]),
+    ctx = RunContext(train_loader=loader(suite.train, hp["eval_batch_size"]),
                      selection_loader=loader(suite.selection, hp["batch_size"], shuffle=True,
                                              generator=torch.Generator().manual_seed(cfg.seed)),
                      device=dev, num_classes=suite.num_classes, suite=cfg.suite, seed=cfg.seed,
                      extras=built.extras, head_is_pretrained=built.head_is_pretrained,
-                     checkpoint=path.with_suffix(".ckpt.pt"), progress=progress)  # fmt: skip
+                     checkpoint=path.with_suffix(".ckpt.pt"), progress=progress,
+                     reference=frozen_copy(model) if method_cls.needs_reference else None)  # fmt: skip
     method = method_cls(hp)
     method.setup(model, ctx)
     checkpoint = ctx.checkpoint
@@ -82,10 +71,10 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True) 
         for row in evaluate(model, suite.all_evals(), dev, hp["eval_batch_size"], desc=f"eval {variant}", progress=progress):
             rows.append({"variant": variant, **row})
     record = {
-        "run_id": run_id, "status": "done", "config": cfg.to_dict(), "seed": cfg.seed, "versions": versions(),
-        "device": str(dev), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "run_id": run_id, "config": cfg.to_dict(), "seed": cfg.seed, "departures": departures or {},
+        "code": records.code_identity(), "versions": records.library_versions(), "device": str(dev), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(time.time() - started, 2), "suite_notes": suite.notes, "evals": rows, "curves": curves,
     }  # fmt: skip
-    written = records.write_record(results, record)
+    written = records.write_record(results, record, supersede=supersede)
     checkpoint.unlink(missing_ok=True)
-    return Outcome(run_id, written, "done", record)
+    return Outcome(run_id, written, "superseded" if supersede else "done", record)

@@ -25,17 +25,16 @@ import time
 import torch
 from torch.utils.data import TensorDataset
 
-from benchmark.bench import SECTIONS
-from benchmark.bench import best_time as wall_best_time
-from benchmark.config import resolve_hparams
+from benchmark.engine import RunContext, frozen_copy, loader, make_optimizer
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import loader
-from benchmark.loop import make_optimizer
-from methods import METHODS, RunContext
+from benchmark.harness.plan import resolve_hparams
+from benchmark.speed import SECTIONS
+from benchmark.speed import best_time as wall_best_time
+from methods import METHODS
 from methods.tpgm import RadiusProjection
 
 SUITE = "fmnist-c"
-FMNIST_STEPS = 2 * math.ceil(2000 / 32)  # the default run: 2 epochs of 2000 images, batch 32 (config.py)
+FMNIST_STEPS = 2 * math.ceil(2000 / 32)  # the default run: 2 epochs of 2000 images, batch 32 (benchmark/data/fmnist.py)
 IMAGENET_STEPS = 10 * math.ceil(1_281_167 / 512)  # WiSE-FT CLIP recipe: 10 epochs, batch 512
 TARGETS = {"tpgm@domainnet": 2.2}  # per-step ratio to FT (issue 5)
 POSTHOC_TARGET = 1.05  # whole run with the post-hoc step, relative to the FT run (issue 5)
@@ -84,7 +83,7 @@ def model_bytes(model) -> int:
 def extra_copies(method, ctx, model) -> float:
     skip = {t.untyped_storage().data_ptr() for t in itertools.chain(model.parameters(), model.buffers())}
     state = {k: v for k, v in vars(method).items() if k != "ctx"}  # ctx also holds the loaders and the model
-    held = held_bytes([state, ctx.__dict__.get("reference")], skip)
+    held = held_bytes([state, ctx.reference], skip)
     return held / model_bytes(model)
 
 
@@ -101,8 +100,9 @@ def build(name: str, suite: str, base, batches, train_data, num_classes):
     cls = METHODS.get(name)
     model = copy.deepcopy(base)
     hp = resolve_hparams(suite, cls, {})
-    ctx = RunContext(initial_model=model, train_loader=train_data, selection_loader=batches, device=torch.device("cpu"),
-                     num_classes=num_classes, suite=suite, seed=0, progress=False)  # fmt: skip
+    ctx = RunContext(train_loader=train_data, selection_loader=batches, device=torch.device("cpu"),
+                     num_classes=num_classes, suite=suite, seed=0, progress=False,
+                     reference=frozen_copy(model) if cls.needs_reference else None)  # fmt: skip
     method = cls(hp)
     method.setup(model, ctx)
     return method, model, ctx, hp
@@ -197,7 +197,7 @@ def measure(base, image_size: int, batch_size: int, num_classes: int, quick: boo
 
 @SECTIONS.register("methods")
 def methods_section(quick: bool) -> list[str]:
-    from benchmark.backbones import create_backbone
+    from benchmark.models import create_backbone
 
     classes = [str(i) for i in range(10)]
     # channels_last as in benchmark/run.py

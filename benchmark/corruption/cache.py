@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from benchmark import corruptions
+from benchmark.corruption import corruptions
 from benchmark.errors import BenchmarkError
-from benchmark.records import atomic_write_bytes
+from benchmark.files import atomic_write_bytes
 
 
 def image_seed(corruption: str, severity: int, index: int) -> int:

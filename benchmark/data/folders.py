@@ -20,20 +20,9 @@ from tqdm import tqdm
 
 from benchmark.errors import BenchmarkError
 
-# Cards (datasets/<name>.toml; tests check their counts equal the adapters') and class-list files
-# live in the repository's datasets/ folder (data only, not a package).
-CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 # Missing or extra images allowed before a count check fails: a re-encoded or partly re-downloaded
 # copy may differ by a handful of files; anything larger is the wrong or a partial copy.
 COUNT_TOLERANCE = 0.005
-
-
-def data_file(*parts: str) -> Path:
-    """A class-list or mapping file under datasets/; one-line error if the checkout lacks it."""
-    path = CARDS_DIR.joinpath(*parts)
-    if not path.is_file():
-        raise BenchmarkError(f"class-list file {path} is missing (run from a checkout of the repository)")
-    return path
 
 
 @dataclass
@@ -163,10 +152,3 @@ def parse_choice(value, valid: Sequence[str], key: str) -> list[str]:
     if unknown or not names:
         raise BenchmarkError(f"{key}={value!r}: unknown or empty {unknown}; valid: {', '.join(valid)}")
     return names
-
-
-def check_sizes(suite: str, overrides: dict, defaults: dict) -> dict:
-    unknown = set(overrides) - set(defaults)
-    if unknown:
-        raise BenchmarkError(f"unknown {suite} size option(s) {sorted(unknown)}; valid: {sorted(defaults)}")
-    return {**defaults, **overrides}

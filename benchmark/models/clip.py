@@ -3,7 +3,7 @@
 ``<weights>`` is an open_clip pretrained tag (``clip:ViT-B-32/openai``, ``clip:ViT-B-16/laion2b_s34b_b88k``;
 loaded from the local Hugging Face cache, offline), a checkpoint file (``clip:ViT-B-32//data/clip.pt``),
 or ``random`` (random init, for tests). ``oodbench-tiny-clip`` is a ~3M-parameter config (64-d, 2 layers,
-32 px) shipped in benchmark/assets/open_clip so tests run in seconds: ``clip:oodbench-tiny-clip/random``.
+32 px) shipped in benchmark/models/assets/open_clip so tests run in seconds: ``clip:oodbench-tiny-clip/random``.
 
 The model is a :class:`CLIPClassifier`:
 
@@ -34,18 +34,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.backbones import BACKBONES, BackboneRequest, Built, Classifier, load_or_fail
 from benchmark.errors import BenchmarkError
+from benchmark.models import BACKBONES
+from benchmark.models.base import BackboneRequest, Built, Classifier, load_or_fail
+from benchmark.resources import cache_root, shipped_dir
 
 RANDOM_TAGS = ("random", "none")
-TINY_CONFIGS = Path(__file__).parent / "assets" / "open_clip"
 
 
 def open_clip():
     import open_clip as oc
 
     if "oodbench-tiny-clip" not in oc.list_models():
-        oc.add_model_config(TINY_CONFIGS)
+        oc.add_model_config(shipped_dir("assets") / "open_clip")
     return oc
 
 
@@ -79,6 +80,10 @@ class CLIPClassifier(Classifier):
     def logit_scale(self) -> torch.Tensor:
         return self.text.logit_scale.exp()
 
+    def set_zero_shot_head(self, text: "ClipText") -> None:
+        """Rebuild the head from this model's own text tower (FLYP evaluates its fine-tuned towers so)."""
+        set_zero_shot_head(self, text)
+
 
 @torch.no_grad()
 def set_zero_shot_head(model: CLIPClassifier, text: ClipText) -> None:
@@ -95,8 +100,6 @@ def set_zero_shot_head(model: CLIPClassifier, text: ClipText) -> None:
 def head_cache_path(model_name: str, weights: str, text: ClipText) -> Path:
     """Where the zero-shot head of pretrained weights is cached (it depends on nothing else), so every
     run on a suite after the first skips the classes x templates text forward passes."""
-    from benchmark.data import cache_root
-
     source = weights
     if os.path.isfile(weights):
         stat = os.stat(weights)
@@ -169,7 +172,7 @@ class Clip:
             set_zero_shot_head(model, text)
             model.cpu()
             if cached is not None:
-                from benchmark.records import atomic_write_bytes
+                from benchmark.files import atomic_write_bytes
 
                 buffer = io.BytesIO()
                 torch.save(model.head.weight.detach().clone(), buffer)

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark import corruption_fast, corruptions
-from benchmark.bench import SECTIONS, best_time
-from benchmark.corruption_cache import CorruptionCache, limit_threads
+from benchmark.corruption import corruptions, fast as corruption_fast
+from benchmark.speed import SECTIONS, best_time
+from benchmark.corruption.cache import CorruptionCache, limit_threads
 
 PASCAL_SIZE = (500, 375)  # W x H: the most common PASCAL VOC image size
 VOC_VAL_IMAGES = 1449  # PASCAL VOC 2012 segmentation val

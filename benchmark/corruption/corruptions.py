@@ -14,7 +14,7 @@ imagecorruptions 1.1.2 does not import on today's stack. The bridge, scoped to t
 - float64 ``np.exp`` differs in the last bit across NumPy versions and CPUs: the motion-blur kernel
   uses libm's exp, i.e. the reference is NumPy 1.x as it runs on a CPU without AVX512F.
 
-Speed: corruptions whose stock code is slow run through benchmark/corruption_fast.py (``fast=True``,
+Speed: corruptions whose stock code is slow run through benchmark/corruption/fast.py (``fast=True``,
 the default), which gives the same uint8 output for every seed; ``fast=False`` runs the stock code.
 """
 from __future__ import annotations
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark import corruption_fast
+from benchmark.corruption import fast as corruption_fast
 from benchmark.errors import BenchmarkError
-from benchmark.records import atomic_write_bytes
+from benchmark.files import atomic_write_bytes
 
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise",

@@ -18,9 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.records import atomic_write_bytes, load_records
+from benchmark.files import atomic_write_bytes
+from benchmark.report.mce import mce
+from benchmark.report.records import code_label, load_records
 
-KEYS = ["method", "backbone", "setting"]
+KEYS = ["method", "backbone", "setting", "budget"]
 
 
 def setting_of(config: dict) -> str:
@@ -29,14 +31,40 @@ def setting_of(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:6]
 
 
-def long_frame(records: list[dict]) -> pd.DataFrame:
-    rows = []
+def departure_text(key: str, d: dict) -> str:
+    return f"{key} {d['value']} (suite {d['suite']})"
+
+
+def shared_departures(records: list[dict]) -> dict:
+    """Departures every record in the table has alike (e.g. --epochs 1 given for all): said once, not per row."""
+    common = None
     for r in records:
-        if r.get("status") != "done":
-            continue
+        mine = {k: repr(d) for k, d in r.get("departures", {}).items()}
+        common = mine if common is None else {k: v for k, v in common.items() if mine.get(k) == v}
+    return {k: records[0]["departures"][k] for k in common or {}}
+
+
+def budget_label(departures: dict, shared: dict) -> str:
+    """How a row shows its departures from the suite's budget, e.g. 'epochs 10 (suite 50)'; '' when none."""
+    return "; ".join(departure_text(k, d) for k, d in sorted(departures.items()) if k not in shared)
+
+
+def method_order(names) -> list[str]:
+    """Methods in the registry's declared order (baselines first); unregistered names after, as found."""
+    from methods import METHODS
+
+    declared = [m for m in METHODS.names() if m in set(names)]
+    return declared + [m for m in dict.fromkeys(names) if m not in declared]
+
+
+def long_frame(records: list[dict]) -> pd.DataFrame:
+    order = method_order([r["config"]["method"] for r in records])
+    shared = shared_departures(records)
+    rows = []
+    for r in sorted(records, key=lambda r: (order.index(r["config"]["method"]), r["run_id"])):
         cfg = r["config"]
         base = {"run_id": r["run_id"], "method": cfg["method"], "backbone": cfg["backbone"],
-                "setting": setting_of(cfg), "seed": cfg["seed"]}  # fmt: skip
+                "setting": setting_of(cfg), "budget": budget_label(r.get("departures", {}), shared), "seed": cfg["seed"]}  # fmt: skip
         rows += [{**base, **e} for e in r["evals"]]
     return pd.DataFrame(rows)
 
@@ -100,7 +128,16 @@ def tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[str], 
     chosen_names = picked.groupby(KEYS + ["pick"], sort=False)["variant"].agg(lambda v: "/".join(sorted(set(v))))
     selection = _mean_stderr(picked, KEYS + ["pick"], columns)
     selection.insert(len(KEYS) + 1, "variant", [chosen_names[tuple(r)] for r in selection[KEYS + ["pick"]].values])
-    return variants, selection, groups, metric
+    return in_method_order(variants), in_method_order(selection, within="pick"), groups, metric
+
+
+def in_method_order(frame: pd.DataFrame, within: str | None = None) -> pd.DataFrame:
+    """Rows by method in the declared order (stable), inside blocks of `within` kept in their order."""
+    rank = {m: i for i, m in enumerate(method_order(list(frame["method"])))}
+    block = {v: i for i, v in enumerate(dict.fromkeys(frame[within]))} if within else {}
+    keys = ([within] if within else []) + ["method"]
+    order = {within: block, "method": rank}
+    return frame.sort_values(keys, key=lambda col: col.map(order[col.name]), kind="stable").reset_index(drop=True)
 
 
 def _cell(mean: float, stderr: float, seeds: int) -> str:
@@ -110,9 +147,11 @@ def _cell(mean: float, stderr: float, seeds: int) -> str:
 
 
 def _label(frame: pd.DataFrame) -> pd.Series:
-    """Method name, suffixed with the setting hash only where one method ran with several settings."""
+    """Method name, suffixed with the setting hash only where one method ran with several settings, and with
+    its departures from the suite's training budget where it has any."""
     settings = frame.groupby("method")["setting"].transform("nunique")
-    return frame["method"].where(settings == 1, frame["method"] + "#" + frame["setting"])
+    label = frame["method"].where(settings == 1, frame["method"] + "#" + frame["setting"])
+    return label.where(frame["budget"] == "", label + " [budget: " + frame["budget"] + "]")
 
 
 def to_markdown(frame: pd.DataFrame, label_cols: list[str], columns: list[str]) -> str:
@@ -126,21 +165,14 @@ def to_markdown(frame: pd.DataFrame, label_cols: list[str], columns: list[str]) 
     return "\n".join(lines)
 
 
-# Suites whose OOD sets are the released ImageNet-C: mCE (Hendrycks & Dietterich 2019) against this baseline.
-MCE_BASELINES = {"imagenet-c": "alexnet"}
-
-
-def mce_section(suite: str, records: list[dict]) -> str:
-    """Mean corruption error per (method, backbone, variant), averaged over seeds; lower is better."""
-    baseline = MCE_BASELINES.get(suite)
+def mce_section(records: list[dict]) -> str:
+    """Mean corruption error per (method, backbone, variant), averaged over seeds; lower is better. For suites
+    whose records name an mCE baseline (the released ImageNet-C: Hendrycks & Dietterich 2019)."""
+    baseline = next((r.get("suite_notes", {}).get("mce_baseline") for r in records if r.get("suite_notes", {}).get("mce_baseline")), None)
     if baseline is None:
         return ""
-    from benchmark.data.imagenet_c import mce
-
     per: dict[tuple, list[float]] = {}
     for r in records:
-        if r.get("status") != "done":
-            continue
         by_variant: dict[str, list[dict]] = {}
         for row in r["evals"]:
             by_variant.setdefault(row["variant"], []).append(row)
@@ -148,6 +180,36 @@ def mce_section(suite: str, records: list[dict]) -> str:
             per.setdefault((r["config"]["method"], r["config"]["backbone"], variant), []).append(mce(rows, baseline)["mce"])
     lines = [f"## mCE vs {baseline} (%, lower is better)", "", "| method | backbone | variant | seeds | mCE |", "|---|---|---|---|---|"]
     lines += [f"| {m} | {b} | {v} | {len(x)} | {sum(x) / len(x):.1f} |" for (m, b, v), x in per.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def sources_section(records: list[dict]) -> str:
+    """Where each budget departure comes from (a method's declared source, or the command line); those every
+    run shares are listed once, for all."""
+    shared = shared_departures(records)
+    seen = {}
+    for r in records:
+        for key, d in sorted(r.get("departures", {}).items()):
+            if key not in shared:
+                seen.setdefault((r["config"]["method"], key), d["source"])
+    if not seen and not shared:
+        return ""
+    lines = ["## Departures from the suite's training budget", ""]
+    lines += [f"- every run: {departure_text(key, d)}, from the {d['source']}" for key, d in shared.items()]
+    lines += [f"- {method}, {key}: {source}" for (method, key), source in seen.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def code_section(records: list[dict]) -> str:
+    """A warning when the table mixes records written by different code (say which, with run counts)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[code_label(r)] = counts.get(code_label(r), 0) + 1
+    if len(counts) < 2:
+        return ""
+    lines = [f"**Mixed code**: these records come from {len(counts)} versions of the code; rerun the older ones "
+             "with `benchmark run --rerun` to compare like with like.", ""]
+    lines += [f"- {label}: {n} run{'s' if n > 1 else ''}" for label, n in counts.items()]
     return "\n".join(lines) + "\n\n"
 
 
@@ -164,7 +226,9 @@ def render(suite: str, records: list[dict]) -> tuple[str, pd.DataFrame]:
         + "\n\n## Every variant\n\n"
         + to_markdown(variants, ["backbone", "variant"], columns)
         + "\n\n"
-        + mce_section(suite, records)
+        + mce_section(records)
+        + sources_section(records)
+        + code_section(records)
         + "Generated by `benchmark leaderboard` from results/runs/" + suite + "/; do not edit.\n"
     )
     csv = pd.concat([variants.assign(table="variants"), selection.assign(table="selection")], ignore_index=True)

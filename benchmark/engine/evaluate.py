@@ -2,41 +2,28 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from benchmark.data.base import EvalSet
-
-
-def autocast(device: torch.device):
-    # bf16 autocast on GPU (no loss scaling needed); full precision on CPU, where it is not faster.
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def loader(dataset, batch_size: int, shuffle=False, generator=None, workers: int = 0) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=workers, pin_memory=torch.cuda.is_available(), drop_last=False)  # fmt: skip
+from benchmark.engine.loaders import autocast, loader
+from benchmark.engine.metrics import accuracy, confusion_matrix, scores
 
 
 @torch.no_grad()
 def predict(model, dataset, label_map, device, batch_size: int, bar=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted class indices (in the eval set's label space) and targets."""
+    """Predicted class indices (in the eval set's label space; label_map None = the model's own) and targets."""
     preds, targets = [], []
     for x, y in loader(dataset, batch_size):
         with autocast(device):
             logits = model(x.to(device, non_blocking=True))
-        preds.append(label_map(logits.float()).argmax(dim=1).cpu())
+        logits = logits.float() if label_map is None else label_map(logits.float())
+        preds.append(logits.argmax(dim=1).cpu())
         targets.append(y)
         if bar is not None:
             bar.update(len(y))
     return torch.cat(preds), torch.cat(targets)
 
 
-def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> float:
-    return (preds == targets).float().mean().item()
-
-
-def evaluate(model, eval_sets: list[EvalSet], device, batch_size: int, desc="eval", progress=True) -> list[dict]:
+def evaluate(model, eval_sets: list, device, batch_size: int, desc="eval", progress=True) -> list[dict]:
     """One row per eval set: {eval, role, group, metric, value, n}."""
     model.eval()
     rows = []
@@ -53,11 +40,9 @@ def evaluate(model, eval_sets: list[EvalSet], device, batch_size: int, desc="eva
 
 
 @torch.no_grad()
-def segmentation_rows(model, e: EvalSet, device, batch_size: int, bar=None) -> list[dict]:
+def segmentation_rows(model, e, device, batch_size: int, bar=None) -> list[dict]:
     """mIoU and pixel accuracy from one confusion matrix accumulated over the set (per-class IoU kept
     on the mIoU row as ``per_class``, None where a class is absent from target and prediction)."""
-    from benchmark.segmentation import confusion_matrix, scores
-
     conf = None
     for x, y in loader(e.dataset, batch_size):
         with autocast(device):

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import autocast, loader
+from benchmark.engine.loaders import autocast, loader
 
 OPTIMIZERS = ("sgd", "adamw")
 

@@ -1,0 +1,131 @@
+"""Planning: from what the user asked (suite, methods, seeds, overrides) to fully resolved runs.
+
+Hyper-parameters resolve as: the suite's recipe < the method's defaults < the method's per-suite recipe <
+command-line overrides. The suite's recipe fixes the training budget that every method on it shares
+(BUDGET_KEYS, plus the image size and data sizes, which only the user sets). A method may change a budget key
+only by declaring the departure, with its source, in ``Method.DEPARTURES``; anything else is a defect caught
+here. Every difference from the suite's budget, declared or asked for on the command line, is listed in the
+plan, written into the record, and shown beside the method in tables.
+
+Nothing here reads data or builds a model: ``benchmark run --dry-run`` prints exactly these plans.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from benchmark.data import SUITES
+from benchmark.errors import BenchmarkError
+from benchmark.report import records
+from methods import METHODS
+
+DEFAULT_SUITE = "fmnist-c"
+# The training budget of a suite's recipe: optimizer, lr schedule, length, batch size and clipping.
+BUDGET_KEYS = ("optimizer", "momentum", "nesterov", "epochs", "batch_size", "warmup_steps", "grad_clip")
+OVERRIDE_SOURCE = "command line"
+
+
+@dataclass
+class RunConfig:
+    suite: str
+    method: str
+    backbone: str
+    seed: int
+    image_size: int
+    hparams: dict
+    sizes: dict = field(default_factory=dict)
+    pretrained: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=list)
+        return f"{self.method}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+@dataclass
+class PlannedRun:
+    config: RunConfig
+    # Budget keys where this run differs from its suite's recipe: {key: {value, suite, source}}.
+    departures: dict
+    sizes: dict  # the suite's sizes with the overrides applied (what the run will use)
+
+    def describe(self, results) -> dict:
+        """One line of `benchmark run --dry-run`."""
+        cfg = self.config
+        path = records.record_path(results, cfg.suite, cfg.run_id)
+        return {"suite": cfg.suite, "method": cfg.method, "backbone": cfg.backbone, "seed": cfg.seed,
+                "image_size": cfg.image_size, "hparams": cfg.hparams, "sizes": self.sizes,
+                "departures": self.departures, "run_id": cfg.run_id, "record_exists": path.exists(),
+                "record": str(path)}  # fmt: skip
+
+
+def suite_recipe(suite: str) -> dict:
+    return dict(SUITES.get(suite).recipe)
+
+
+def resolve_hparams(suite: str, method_cls, overrides: dict) -> dict:
+    """Suite recipe < method defaults < method's per-suite recipe < command-line overrides."""
+    own = method_cls.hparams_for(suite)
+    undeclared = sorted(set(own) & set(BUDGET_KEYS) - set(method_cls.DEPARTURES))
+    if undeclared:
+        raise ValueError(f"method {method_cls.name} changes the shared budget {undeclared} on {suite} without "
+                         f"declaring it in DEPARTURES (with its source)")  # fmt: skip
+    hp = {**suite_recipe(suite), **own}
+    unknown = set(overrides) - set(hp)
+    if unknown:
+        raise BenchmarkError(f"unknown hyper-parameter(s) {sorted(unknown)} for {method_cls.name}; valid: {', '.join(sorted(hp))}")
+    for key, value in overrides.items():
+        hp[key] = coerce(key, hp[key], value)
+    method_cls.check(hp)
+    return hp
+
+
+def departures(suite: str, method_cls, hp: dict, overridden=()) -> dict:
+    """Budget keys where `hp` differs from the suite's recipe, each with where the difference comes from."""
+    recipe = suite_recipe(suite)
+    out = {}
+    for key in BUDGET_KEYS:
+        if key in hp and hp[key] != recipe.get(key):
+            source = OVERRIDE_SOURCE if key in overridden else method_cls.DEPARTURES[key]
+            out[key] = {"value": hp[key], "suite": recipe.get(key), "source": source}
+    return out
+
+
+def coerce(key: str, default, value):
+    """Check an override against its default's type (ints are accepted where floats are expected)."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(default)(value)
+    if default is not None and type(value) is not type(default):
+        raise BenchmarkError(f"hyper-parameter {key} expects {type(default).__name__}, got {value!r}")
+    return value
+
+
+def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), image_size: int | None = None,
+         overrides: dict | None = None, sizes: dict | None = None) -> list[PlannedRun]:
+    """Every (method, seed) run the request names, resolved. With several methods, an override applies to
+    each method that has that hyper-parameter; one that no method has is an error."""
+    spec = SUITES.get(suite)
+    overrides, sizes = dict(overrides or {}), dict(sizes or {})
+    resolved_sizes = spec.resolve_sizes(sizes)
+    method_classes = [METHODS.get(name) for name in (methods or spec.methods)]
+    defaults_of = {cls.name: resolve_hparams(suite, cls, {}) for cls in method_classes}
+    unused = set(overrides) - set().union(*defaults_of.values())
+    if unused:
+        raise BenchmarkError(f"no selected method has hyper-parameter(s) {sorted(unused)}")
+    runs = []
+    for cls in method_classes:
+        mine = {k: v for k, v in overrides.items() if k in defaults_of[cls.name]}
+        hp = resolve_hparams(suite, cls, mine)
+        differs = departures(suite, cls, hp, overridden=mine)
+        for seed in seeds:
+            cfg = RunConfig(suite=suite, method=cls.name, backbone=backbone or spec.backbone, seed=seed,
+                            image_size=image_size or spec.image_size, hparams=hp, sizes=sizes)  # fmt: skip
+            runs.append(PlannedRun(cfg, differs, resolved_sizes))
+    return runs
+
