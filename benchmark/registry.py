@@ -9,6 +9,7 @@ Nothing is imported, and no file is read, when the registry itself is created.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Callable, Generic, Sequence, TypeVar
 
 from benchmark.errors import BenchmarkError
@@ -29,14 +30,16 @@ class Registry(Generic[T]):
         self._loaded = False
 
     def register(self, name: str, description: str = "", module: str | None = None) -> Callable[[T], T]:
-        """`module`: the module defining the entry, when it is not the object's own __module__."""
+        """`module`: the module that defines the entry (default: the one calling register), for ordering."""
+        module = module or sys._getframe(1).f_globals.get("__name__", "")
+
         def add(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             if self.name_attr:
                 setattr(obj, self.name_attr, name)
             self._items[name] = obj
-            self._modules[name] = module or getattr(obj, "__module__", "")
+            self._modules[name] = module
             self._descriptions[name] = description or (getattr(obj, "description", "") or "").strip()
             return obj
 

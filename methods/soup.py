@@ -3,7 +3,7 @@
 One run trains K = 1 + len(soup_lr_scales) ingredients from the same initial weights (the pretrained
 backbone and the run's initial head, taken at setup). Ingredient 0 is the run's own fine-tuning
 (the harness loop); ingredients 1..K-1 are trained in ``finalize`` by the same loop
-(``benchmark.loop.fit``) with the learning rate scaled by ``soup_lr_scales[i-1]`` and a data order of
+(``benchmark.engine.fit``) with the learning rate scaled by ``soup_lr_scales[i-1]`` and a data order of
 their own, each with a checkpoint beside the run's, so an interrupted run resumes there (the ingredient
 checkpoints are removed once every variant's weights exist; an interruption during evaluation retrains).
 The record's curves are ingredient 0's.

@@ -200,6 +200,6 @@ def methods_section(quick: bool) -> list[str]:
     from benchmark.models import create_backbone
 
     classes = [str(i) for i in range(10)]
-    # channels_last as in benchmark/run.py
+    # channels_last as in benchmark/harness/run.py
     base = create_backbone("lite0", classes, 64, pretrained=False).model.to(memory_format=torch.channels_last)
     return ["lite0 (random init, same cost as pretrained)"] + measure(base, 64, 32, len(classes), quick)
