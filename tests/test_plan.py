@@ -68,6 +68,10 @@ def test_command_line_budget_overrides_are_departures_of_their_own():
     (run,) = plan("fmnist-c", ["ft"], overrides={"epochs": 3, "lr": 0.01})
     assert run.departures == {"epochs": {"value": 3, "suite": 2, "source": OVERRIDE_SOURCE}}  # lr is not budget
     assert run.config.hparams["lr"] == 0.01
+    (run,) = plan("fmnist-c", ["ft"], image_size=32, sizes={"n_train": 500, "n_test": 1000})
+    assert run.departures == {"image_size": {"value": 32, "suite": 64, "source": OVERRIDE_SOURCE},
+                              "sizes.n_train": {"value": 500, "suite": 2000, "source": OVERRIDE_SOURCE}}  # fmt: skip
+    assert run.sizes["n_train"] == 500 and run.sizes["n_selection"] == 500
 
 
 def test_method_names_come_from_registration_keys_and_tables_use_the_declared_order():

@@ -38,3 +38,17 @@ def test_every_spec_column_exists_in_its_reference_csv(name):
     _, published = reproduce.read_reference(spec)
     assert set(spec.columns) <= set(published.columns)
     assert {tuple(r[c] for c in spec.key_columns) for _, r in published.iterrows()} == set(spec.rows)
+
+
+def test_ours_shows_budget_departures_and_mixed_code(tmp_path):
+    base = {"imagenet": 0.8, "v2": 0.7, "a": 0.4, "r": 0.6, "sketch": 0.5, "objectnet": 0.3}
+    ft = {**imagenet_record("ft", "ft", 0, base), "code": {"source_sha256": "a" * 16, "commit": None, "dirty": None}}
+    short = {"epochs": {"value": 1, "suite": 10, "source": "command line"}}
+    zs = {**imagenet_record("zeroshot", "zeroshot", 0, base), "departures": short,
+          "code": {"source_sha256": "b" * 16, "commit": None, "dirty": None}}
+    for r in (ft, zs):
+        records.write_record(tmp_path, r)
+    text = reproduce.render("tpgm-imagenet", tmp_path)
+    assert "| zero-shot | ours (1 seed) [budget: epochs 1 (suite 10)] |" in text
+    assert "| ft | ours (1 seed) |" in text
+    assert "**Mixed code**: these records come from 2 versions of the code" in text

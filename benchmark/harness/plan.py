@@ -4,8 +4,8 @@ Hyper-parameters resolve as: the suite's recipe < the method's defaults < the me
 command-line overrides. The suite's recipe fixes the training budget that every method on it shares
 (BUDGET_KEYS, plus the image size and data sizes, which only the user sets). A method may change a budget key
 only by declaring the departure, with its source, in ``Method.DEPARTURES``; anything else is a defect caught
-here. Every difference from the suite's budget, declared or asked for on the command line, is listed in the
-plan, written into the record, and shown beside the method in tables.
+here. Every difference from the suite's budget, declared or asked for on the command line (budget keys,
+image size, data sizes), is listed in the plan, written into the record, and shown in tables.
 
 Nothing here reads data or builds a model: ``benchmark run --dry-run`` prints exactly these plans.
 """
@@ -118,11 +118,15 @@ def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), imag
     unused = set(overrides) - set().union(*defaults_of.values())
     if unused:
         raise BenchmarkError(f"no selected method has hyper-parameter(s) {sorted(unused)}")
+    # The image size and data sizes are part of the budget too; only the user can change them.
+    asked = {"image_size": (image_size, spec.image_size)} if image_size else {}
+    asked.update({f"sizes.{k}": (v, spec.sizes[k]) for k, v in sizes.items()})
+    own_budget = {k: {"value": v, "suite": default, "source": OVERRIDE_SOURCE} for k, (v, default) in asked.items() if v != default}
     runs = []
     for cls in method_classes:
         mine = {k: v for k, v in overrides.items() if k in defaults_of[cls.name]}
         hp = resolve_hparams(suite, cls, mine)
-        differs = departures(suite, cls, hp, overridden=mine)
+        differs = {**departures(suite, cls, hp, overridden=mine), **own_budget}
         for seed in seeds:
             cfg = RunConfig(suite=suite, method=cls.name, backbone=backbone or spec.backbone, seed=seed,
                             image_size=image_size or spec.image_size, hparams=hp, sizes=sizes)  # fmt: skip
