@@ -36,14 +36,16 @@ def parse_assignments(items: list[str], what: str) -> dict:
 
 
 def cmd_list(args) -> int:
-    from benchmark.models import BACKBONES
     from benchmark.data import DATASETS, SUITES
+    from benchmark.data.cards import location
+    from benchmark.models import BACKBONES
     from methods import METHODS
 
     for title, registry in (("suites", SUITES), ("methods", METHODS), ("backbones", BACKBONES), ("datasets", DATASETS)):
         print(f"{title}:")
         for name, description in registry.describe():
-            print(f"  {name:<14} {description}")
+            where = f" ({location(name).where()})" if registry is DATASETS else ""  # from the dataset's card
+            print(f"  {name:<14} {description}{where}")
     return 0
 
 

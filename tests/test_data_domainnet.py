@@ -1,11 +1,10 @@
 """The domainnet suite on a tiny fixture: official split files honoured, selection held out of real_train
 only, labels checked against class folders, wrong data fails in one line, prepare reports."""
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from benchmark.data import domainnet
+from benchmark.data import cards, domainnet
 from benchmark.errors import BenchmarkError
 from fixtures_cls import DOMAINNET_FIXTURE_LABELS, OracleModel, build_domainnet_tree, fixture_suite, score
 
@@ -57,9 +56,9 @@ def test_class_list_facts_and_card():
     names = domainnet.classes()
     assert len(names) == 345 and names[0] == "aircraft_carrier" and names[-1] == "zigzag"
     assert names.index("cello") + 1 == names.index("cell_phone")  # not ASCII order: the split files' order
-    card = tomllib.loads((Path(__file__).parents[1] / "datasets" / "domainnet.toml").read_text())
-    assert card["counts"] == {f"{d}_{s}": n for (d, s), n in domainnet.EXPECTED.items()}
-    assert sum(domainnet.EXPECTED.values()) == 586_575
+    counts = cards.card("domainnet")["counts"]
+    assert set(counts) == {f"{d}_{s}" for d in domainnet.DOMAINS for s in ("train", "test")}  # one per split file
+    assert sum(counts.values()) == 586_575
 
 
 @pytest.mark.parametrize("line, message", [
@@ -88,9 +87,20 @@ def test_missing_data_and_wrong_counts(tmp_path, monkeypatch):
     # Full label space: the split files must match the card's counts and real_train must cover 345 classes.
     with pytest.raises(BenchmarkError, match="DomainNet real_train has 50 images, expected 120906"):
         suite_from(root, evals="painting", classes=None)
-    monkeypatch.setitem(domainnet.EXPECTED, ("real", "train"), 50)
+    monkeypatch.setitem(cards.card("domainnet")["counts"], "real_train", 50)  # the check reads the card
     with pytest.raises(BenchmarkError, match="real_train covers 5 of 345 classes"):
         suite_from(root, evals="painting", classes=None)
+
+
+def test_found_where_the_card_says(tree, monkeypatch):
+    where = cards.card("domainnet")["location"]
+    monkeypatch.setitem(where, "env", "OODBENCH_TEST_DOMAINNET")
+    monkeypatch.setenv("OODBENCH_TEST_DOMAINNET", str(tree / "domainnet"))
+    assert suite_from(None).evals[0].name == "real"  # no --data-root: the card's variable alone finds it
+    monkeypatch.delenv("OODBENCH_TEST_DOMAINNET")
+    monkeypatch.setitem(where, "subdirs", ["elsewhere"])
+    with pytest.raises(BenchmarkError, match=r"looked in: .*elsewhere\);.*\(containing elsewhere\) or set OODBENCH_TEST_DOMAINNET"):
+        suite_from(tree)
 
 
 def test_corrupt_image_fails_in_one_line(tmp_path):
@@ -103,11 +113,12 @@ def test_corrupt_image_fails_in_one_line(tmp_path):
 
 
 def test_prepare_reports_ok_and_names_problems(tmp_path, monkeypatch):
-    labels = range(domainnet.NUM_CLASSES)
+    labels = range(len(domainnet.classes()))
     root = build_domainnet_tree(tmp_path, labels=labels, train_per_class=1, test_per_class=1,
                                 domains=("real", "sketch", "painting", "infograph", "clipart"))  # fmt: skip
-    for key in domainnet.EXPECTED:
-        monkeypatch.setitem(domainnet.EXPECTED, key, 345)
+    counts = cards.card("domainnet")["counts"]
+    for key in counts:
+        monkeypatch.setitem(counts, key, 345)
     report = domainnet.prepare(root, progress=False)
     assert report.ok, report.text
     assert "ok  DomainNet real_train: 345 images (card: 345), every image decodes" in report.text

@@ -1,15 +1,13 @@
 """The imagenet suite on tiny fixture trees: label maps give exactly the expected accuracy, V2's integer
 folders are mapped by value, ObjectNet is cropped and max-pooled, and wrong data fails in one line."""
 import shutil
-import tomllib
-from pathlib import Path
 
 import pytest
 import torch
 from torchvision.datasets import ImageFolder
 
 from benchmark.__main__ import main
-from benchmark.data import imagenet
+from benchmark.data import cards, imagenet
 from benchmark.data.folders import ImageListDataset
 from benchmark.errors import BenchmarkError
 from fixtures_cls import (IMAGENET_FIXTURE_INDICES, OBJECTNET_UNMAPPED_FOLDER, OUTSIDER, TO_TENSOR, OracleModel,
@@ -89,10 +87,19 @@ def test_objectnet_mapping_facts():
     assert len(imagenet.subset_wnids("a")) == len(imagenet.subset_wnids("r")) == 200
 
 
-def test_cards_match_the_adapter_counts():
+def test_every_variant_has_a_card_with_its_counts():
     for v in imagenet.VARIANTS.values():
-        card = tomllib.loads((Path(__file__).parents[1] / "datasets" / f"{v.name}.toml").read_text())
-        assert {k or "test": n for k, n in v.expected.items()} == card["counts"], v.name
+        assert set(cards.card(v.name)["counts"]) == {split or "test" for split in v.splits}, v.name
+        assert v.location == cards.location(v.name)
+
+
+def test_variants_are_found_where_their_cards_say(tmp_path, monkeypatch):
+    root = build_imagenet_tree(tmp_path, variants=("imagenet", "sketch"))
+    (root / "sketch").rename(root / "drawings")
+    with pytest.raises(BenchmarkError, match="ImageNet-Sketch not found"):
+        suite_from(root, evals="sketch")
+    monkeypatch.setitem(cards.card("imagenet-sketch")["location"], "subdirs", ["drawings"])
+    assert [e.name for e in suite_from(root, evals="sketch").evals] == ["imagenet", "imagenet-sketch"]
 
 
 def test_missing_eval_set_is_one_line_and_evals_option_restricts(tmp_path):
@@ -136,9 +143,10 @@ def test_count_check_against_the_card(tmp_path, monkeypatch):
     pos = {w: i for i, w in enumerate(imagenet.imagenet_wnids())}
     variant = imagenet.VARIANTS["a"]
     universe = {w: pos[w] for w in imagenet.resolve_universe(imagenet_fixture_sizes()["wnids"])}
-    monkeypatch.setitem(variant.expected, "", 8)
+    counts = cards.card("imagenet-a")["counts"]  # what the check reads
+    monkeypatch.setitem(counts, "test", 8)
     assert len(variant.scan(root / "imagenet-a", universe, full=True)[""]) == 8
-    monkeypatch.setitem(variant.expected, "", 7_500)
+    monkeypatch.setitem(counts, "test", 7_500)
     with pytest.raises(BenchmarkError, match="ImageNet-A has 8 images, expected 7500 .*partial"):
         variant.scan(root / "imagenet-a", universe, full=True)
 
@@ -146,7 +154,7 @@ def test_count_check_against_the_card(tmp_path, monkeypatch):
 def test_prepare_reports_ok_and_names_problems(tmp_path, monkeypatch, capsys):
     a_indices = [imagenet.imagenet_wnids().index(w) for w in imagenet.subset_wnids("a")]
     root = build_imagenet_tree(tmp_path, indices=a_indices, eval_per_class=1, variants=("a",))
-    monkeypatch.setitem(imagenet.VARIANTS["a"].expected, "", 200)
+    monkeypatch.setitem(cards.card("imagenet-a")["counts"], "test", 200)
     assert main(["prepare", "imagenet-a", "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "ok  ImageNet-A: 200 images (card: 200)" in out and "every image decodes" in out

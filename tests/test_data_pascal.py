@@ -5,7 +5,7 @@ import scipy.io
 from PIL import Image
 
 from benchmark.models.base import simple_transforms
-from benchmark.data import SuiteOptions, build_suite
+from benchmark.data import SuiteOptions, build_suite, cards
 from benchmark.data.pascal import IGNORE, PERSON, prepare_context, read_human_parts
 from benchmark.errors import BenchmarkError
 from benchmark.data.segmentation import LOSS_IGNORE
@@ -160,6 +160,17 @@ def test_prepare_verifies_counts_against_the_card(tmp_path):
     assert not report.ok and "BAD train: 3 images with masks (expected 4998)" in report.text
     report = prepare_voc(voc_tree(tmp_path / "v"))
     assert not report.ok and "BAD val: 2 images with masks (expected 1449)" in report.text
+
+
+def test_counts_and_places_come_from_the_cards(tmp_path, monkeypatch):
+    counts = cards.card("pascal-context")["counts"]
+    monkeypatch.setitem(counts, "train", 3)
+    monkeypatch.setitem(counts, "val", 2)
+    report = prepare_context(context_tree(tmp_path / "PASCAL_MT"))
+    assert report.ok and "ok  train: 3 images with masks (expected 3)" in report.text
+    monkeypatch.setitem(cards.card("pascal-voc")["location"], "env", "OODBENCH_TEST_VOC")
+    monkeypatch.setenv("OODBENCH_TEST_VOC", str(voc_tree(tmp_path / "v") / "VOCdevkit"))  # VOCdevkit itself also works
+    assert suite("pascal-voc", None, tmp_path).num_classes == 21
 
 
 @pytest.mark.parametrize("name, tree", [("pascal-context", lambda p: context_tree(p / "PASCAL_MT")), ("pascal-voc", voc_tree)])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from benchmark.__main__ import main
-from benchmark.data import fmnist
+from benchmark.data import cards, fmnist
 from benchmark.errors import BenchmarkError
 
 
@@ -48,9 +48,9 @@ def write_idx(path, array):
 
 @pytest.fixture
 def no_installed_fmnist(monkeypatch, tmp_path):
-    monkeypatch.setattr(fmnist, "DEBIAN_DIR", tmp_path / "no-debian")
-    monkeypatch.setattr(fmnist.Path, "home", lambda: tmp_path / "home")
-    monkeypatch.delenv(fmnist.ENV_VAR, raising=False)
+    where = cards.card("fashion-mnist")["location"]
+    monkeypatch.setitem(where, "fallbacks", [str(tmp_path / "no-debian"), str(tmp_path / "home")])
+    monkeypatch.delenv(where["env"], raising=False)
 
 
 def test_missing_dataset_says_where_and_how(no_installed_fmnist, tmp_path, capsys):

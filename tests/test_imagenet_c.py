@@ -1,12 +1,10 @@
 """The imagenet-c suite on a tiny copy of the published layout, and mCE on a hand-computed case."""
-from pathlib import Path
-
 import pytest
 import torch
 from torchvision import transforms
 
 from benchmark.corruption import corruptions
-from benchmark.data import SuiteOptions, build_suite, imagenet, imagenet_c
+from benchmark.data import SuiteOptions, build_suite, cards, imagenet, imagenet_c
 from benchmark.errors import BenchmarkError
 from benchmark.report import mce
 from benchmark.engine import accuracy, predict
@@ -87,9 +85,18 @@ def test_mce_refuses_incomplete_grids_and_unknown_baselines():
 
 
 def test_card_lists_the_suites_corruptions():
-    import tomllib
-
-    card = tomllib.loads((Path(__file__).parents[1] / "datasets" / "imagenet-c.toml").read_text())
+    card = cards.card("imagenet-c")
     assert tuple(card["corruptions"]) == corruptions.CORRUPTIONS
-    assert card["counts"]["per_set"] == imagenet_c.IMAGES_PER_SET
+    assert [c for names in card["archives"].values() for c in names] == card["corruptions"]  # each in one archive
+    assert card["counts"]["sets"] == len(corruptions.CORRUPTIONS) * len(corruptions.SEVERITIES)
+    assert card["counts"]["per_set"] * card["counts"]["sets"] == card["counts"]["test"]
     assert set(mce.baselines()["alexnet"]["error"]) == set(corruptions.CORRUPTIONS)
+
+
+def test_set_sizes_are_checked_against_the_card(tree, monkeypatch):
+    wnids = imagenet.imagenet_wnids()
+    pos = {wnids[i]: j for j, i in enumerate(INDICES)}
+    with pytest.raises(BenchmarkError, match="ImageNet-C fog@1 has 6 images, expected 50000"):
+        imagenet_c.scan(tree / "imagenet-c", pos, ["fog"], [1], full=True)
+    monkeypatch.setitem(cards.card("imagenet-c")["counts"], "per_set", 6)
+    assert len(imagenet_c.scan(tree / "imagenet-c", pos, ["fog"], [1], full=True)["fog", 1]) == 6

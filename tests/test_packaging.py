@@ -1,7 +1,13 @@
-"""`datasets/` holds cards and must never shadow Hugging Face `datasets`."""
+"""`datasets/` holds cards and must never shadow Hugging Face `datasets`; a checkout reads the files it ships
+in place (tests/test_wheel.py covers an installed wheel)."""
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from benchmark.errors import BenchmarkError
+from benchmark.resources import shipped, shipped_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,3 +41,16 @@ def test_module_and_installed_script_both_run():
     assert script, "the `benchmark` console script is not installed (pip install -e .)"
     out = subprocess.run([script, "run", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--method" in out.stdout and "--seed" in out.stdout
+
+
+def test_a_checkout_reads_its_shipped_files_where_it_edits_them():
+    assert shipped_dir("datasets") == ROOT / "datasets"
+    assert shipped_dir("reference") == ROOT / "results" / "reference"
+    assert shipped_dir("assets") == ROOT / "benchmark" / "models" / "assets"
+    assert shipped("datasets", "fashion-mnist.toml") == ROOT / "datasets" / "fashion-mnist.toml"
+
+
+def test_a_missing_shipped_file_is_a_one_line_error():
+    with pytest.raises(BenchmarkError, match=r"^datasets/nope\.toml is missing from this installation") as e:
+        shipped("datasets", "nope.toml")
+    assert "\n" not in str(e.value)

@@ -5,7 +5,7 @@ from torch import nn
 
 from benchmark.report import records
 from benchmark.__main__ import main
-from benchmark.data import segproxy
+from benchmark.data import cards, fmnist, segproxy
 from benchmark.errors import BenchmarkError
 from methods.lp import probe_head
 
@@ -23,6 +23,15 @@ def test_composite_masks_are_exact_and_bands_disjoint():
     bands = sorted(segproxy.BANDS.values())
     assert all(a[1] <= b[0] for a, b in zip(bands, bands[1:]))
     assert all(hi - lo >= segproxy.CROP[1] for lo, hi in bands)
+
+
+def test_card_lists_the_proxys_classes_and_photos():
+    import skimage.data
+
+    card = cards.card("segproxy")
+    assert card["classes"] == ["background", *fmnist.classnames()]  # label 1 + Fashion-MNIST class
+    assert segproxy.photo_names() == tuple(card["backgrounds"])
+    assert all(callable(getattr(skimage.data, name, None)) for name in card["backgrounds"])
 
 
 def test_tiny_run_scores_miou_per_corruption_and_leaderboard_shows_it(tmp_path, capsys):

@@ -16,27 +16,15 @@ from pathlib import Path
 
 from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import EvalSet, Suite, disjoint_split
-from benchmark.data.folders import (ImageListDataset, Location, check_count,
-                                         parse_choice, subsample, verify_images)  # fmt: skip
+from benchmark.data.cards import count, fact, location
+from benchmark.data.folders import ImageListDataset, check_count, parse_choice, subsample, verify_images
 from benchmark.errors import BenchmarkError
 from benchmark.resources import shipped
 
 DOMAINS = ("clipart", "infograph", "painting", "quickdraw", "real", "sketch")
 ID_DOMAIN = "real"
 OOD_DOMAINS = ("sketch", "painting", "infograph", "clipart")  # TPGM README table order
-NUM_CLASSES = 345
-BASE_URL = "http://csr.bu.edu/ftp/visda/2019/multi-source"
-# clipart and painting come from groundtruth/ (the cleaned versions the split files refer to).
-IMAGE_URLS = {d: f"{BASE_URL}/{'groundtruth/' if d in ('clipart', 'painting') else ''}{d}.zip" for d in DOMAINS}
-# Lines per official split file (datasets/domainnet.toml; they sum to 586,575 images).
-EXPECTED = {
-    ("clipart", "train"): 33_525, ("clipart", "test"): 14_604,
-    ("infograph", "train"): 36_023, ("infograph", "test"): 15_582,
-    ("painting", "train"): 50_416, ("painting", "test"): 21_850,
-    ("quickdraw", "train"): 120_750, ("quickdraw", "test"): 51_750,
-    ("real", "train"): 120_906, ("real", "test"): 52_041,
-    ("sketch", "train"): 48_212, ("sketch", "test"): 20_916,
-}  # fmt: skip
+CARD = "domainnet"  # datasets/domainnet.toml: lines per split file, number of classes, where to look
 DEFAULT_SIZES = {
     "evals": OOD_DOMAINS,        # OOD test domains; add quickdraw explicitly
     "selection_fraction": 0.1,   # of real_train held out for selection (TPGM/FTP's 90/10 split)
@@ -45,19 +33,14 @@ DEFAULT_SIZES = {
     "classes": None,             # restrict the label space to some class names (cheap runs, tests)
     "split_seed": 0,             # fixed across run seeds: seeds vary training, not the data
 }  # fmt: skip
-LOCATION = Location(
-    "DomainNet", ["domainnet", "DomainNet"], "DOMAINNET_DIR",
-    f"download the six image zips from {BASE_URL}/ (clipart and painting under groundtruth/) and the 12 split "
-    f"files {BASE_URL}/domainnet/txt/<domain>_{{train,test}}.txt (see http://ai.bu.edu/M3SDA/), unzip so that "
-    f"<dir>/<domain>/<class>/*.jpg, and put the split files in <dir> (or <dir>/txt)",
-)  # fmt: skip
 
 
 @functools.cache
 def classes() -> tuple[str, ...]:
     names = tuple(shipped("datasets", "domainnet", "classes.txt").read_text().split())
-    if len(names) != NUM_CLASSES or len(set(names)) != NUM_CLASSES:
-        raise BenchmarkError(f"datasets/domainnet/classes.txt lists {len(names)} classes; expected {NUM_CLASSES} distinct")
+    expected = fact(CARD, "num_classes")
+    if len(names) != expected or len(set(names)) != expected:
+        raise BenchmarkError(f"datasets/domainnet/classes.txt lists {len(names)} classes; expected {expected} distinct")
     return names
 
 
@@ -67,7 +50,7 @@ def split_file(root: Path, domain: str, split: str) -> Path:
             return d / f"{domain}_{split}.txt"
     raise BenchmarkError(
         f"DomainNet split file {domain}_{split}.txt not in {root} or {root / 'txt'}; "
-        f"get it from {BASE_URL}/domainnet/txt/{domain}_{split}.txt"
+        f"get it from {fact(CARD, 'split_files_url')}/{domain}_{split}.txt"
     )
 
 
@@ -91,8 +74,8 @@ def read_split(root: Path, domain: str, split: str, label_of: dict[int, int], fu
         bits = rel.split("/")
         if len(bits) != 3 or bits[0] != domain:
             raise BenchmarkError(f"{where}: path {rel!r} is not {domain}/<class>/<file>")
-        if not 0 <= label < NUM_CLASSES:
-            raise BenchmarkError(f"{where}: label {label} out of range 0..{NUM_CLASSES - 1}")
+        if not 0 <= label < len(names):
+            raise BenchmarkError(f"{where}: label {label} out of range 0..{len(names) - 1}")
         if names[label] != bits[1]:
             raise BenchmarkError(f"{where}: label {label} is {names[label]!r} in the class list but the folder is {bits[1]!r}")
         seen.add(label)
@@ -106,9 +89,9 @@ def read_split(root: Path, domain: str, split: str, label_of: dict[int, int], fu
         samples.append((str(root / rel), label_of[label]))
     title = f"DomainNet {domain}_{split}"
     if full:
-        check_count(title, n_lines(path), EXPECTED[domain, split])
-        if (domain, split) == (ID_DOMAIN, "train") and len(seen) != NUM_CLASSES:
-            raise BenchmarkError(f"{title} covers {len(seen)} of {NUM_CLASSES} classes: wrong or partial split file")
+        check_count(title, n_lines(path), count(CARD, f"{domain}_{split}"))
+        if (domain, split) == (ID_DOMAIN, "train") and len(seen) != len(names):
+            raise BenchmarkError(f"{title} covers {len(seen)} of {len(names)} classes: wrong or partial split file")
     if not samples:
         raise BenchmarkError(f"{title} has no images of the chosen classes")
     return samples
@@ -121,7 +104,7 @@ def n_lines(path: Path) -> int:
 def resolve_classes(value) -> list[int]:
     """Labels (official indices) in the label space: all 345, or those named by --size classes=..."""
     if value is None:
-        return list(range(NUM_CLASSES))
+        return list(range(len(classes())))
     chosen = set(parse_choice(value, classes(), "classes"))
     if len(chosen) < 2:
         raise BenchmarkError("classes= needs at least two DomainNet classes")
@@ -144,8 +127,8 @@ def domainnet_suite(opts: SuiteOptions) -> Suite:
     ood = parse_choice(sizes["evals"], [d for d in DOMAINS if d != ID_DOMAIN], "evals")
     labels = resolve_classes(sizes["classes"])
     label_of = {lab: i for i, lab in enumerate(labels)}
-    full = len(labels) == NUM_CLASSES
-    root = LOCATION.find(opts.data_root, lambda d: all((d / x).is_dir() for x in (ID_DOMAIN, *ood)))
+    full = len(labels) == len(classes())
+    root = location(CARD).find(opts.data_root, lambda d: all((d / x).is_dir() for x in (ID_DOMAIN, *ood)))
     seed = sizes["split_seed"]
 
     pool = read_split(root, ID_DOMAIN, "train", label_of, full)
@@ -171,19 +154,17 @@ def domainnet_suite(opts: SuiteOptions) -> Suite:
     )  # fmt: skip
 
 
-@DATASETS.register("domainnet", f"DomainNet, six domains + official split files ({LOCATION.env_var} or --data-root/domainnet)")
+@DATASETS.register("domainnet", "DomainNet, six domains + official split files: suite domainnet")
 def prepare(data_root: Path | None, download: bool = False, progress: bool = True) -> PrepareReport:
-    where = ", ".join(str(d) for d in LOCATION.candidates(data_root)) or f"--data-root/domainnet or ${LOCATION.env_var}"
-    lines = [f"DomainNet (345 classes, 6 domains): {LOCATION.how_to_get}.",
-             f"Looked in: {where} (card: datasets/domainnet.toml)"]  # fmt: skip
+    lines = location(CARD).report(data_root)
     if download:
         lines.append("automatic download is not offered; fetch the files listed above")
     ok = True
     try:
-        root = LOCATION.find(data_root)
+        root = location(CARD).find(data_root)
     except BenchmarkError as e:
         return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
-    every = {i: i for i in range(NUM_CLASSES)}
+    every = {i: i for i in range(len(classes()))}
     for domain in DOMAINS:
         needed = domain == ID_DOMAIN or domain in OOD_DOMAINS
         for split in ("train", "test"):
@@ -193,7 +174,7 @@ def prepare(data_root: Path | None, download: bool = False, progress: bool = Tru
                 bad = verify_images([p for p, _ in samples], title, progress)
                 if bad:
                     raise BenchmarkError(f"{len(bad)} unreadable images in {title}, e.g. {bad[0]}")
-                lines.append(f"ok  {title}: {len(samples)} images (card: {EXPECTED[domain, split]}), every image decodes")
+                lines.append(f"ok  {title}: {len(samples)} images (card: {count(CARD, f'{domain}_{split}')}), every image decodes")
             except BenchmarkError as e:
                 ok = ok and not needed
                 tag = "missing/bad" if needed else "optional (only for evals=...,quickdraw)"

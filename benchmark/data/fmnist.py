@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +17,10 @@ from benchmark.corruption import corruptions
 from benchmark.corruption.cache import CorruptionCache
 from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import ArrayDataset, EvalSet, Suite, disjoint_split
+from benchmark.data.cards import count, fact, location
 from benchmark.errors import BenchmarkError
 
-CLASSNAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
-FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-COUNTS = {"train": 60000, "test": 10000}
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-ENV_VAR = "FASHION_MNIST_DIR"
-
+CARD = "fashion-mnist"  # datasets/fashion-mnist.toml: counts, classes, idx file names, where to look
 # Defaults sized so `python -m benchmark run` (every default method) fits 10 minutes on 2 CPU cores.
 DEFAULT_SIZES = {
     "n_train": 2000,          # training images (a seeded subset of the 60k train split)
@@ -45,36 +34,33 @@ DEFAULT_SIZES = {
 }  # fmt: skip
 
 
-def candidate_dirs(data_root: Path | None) -> list[Path]:
-    dirs = []
-    if data_root:
-        dirs += [Path(data_root), Path(data_root) / "fashion-mnist", Path(data_root) / "FashionMNIST" / "raw"]
-    if os.environ.get(ENV_VAR):
-        dirs.append(Path(os.environ[ENV_VAR]))
-    dirs += [DEBIAN_DIR, Path.home() / ".cache" / "oodbench" / "data" / "FashionMNIST" / "raw"]
-    return dirs
+def classnames() -> list[str]:
+    return list(fact(CARD, "classes"))
+
+
+def idx_files(d: Path) -> dict[str, Path]:
+    """The card's idx files present in d (plain or .gz), by role (train_images, ...)."""
+    found = {}
+    for key, stem in fact(CARD, "files").items():
+        for name in (stem, stem + ".gz"):
+            if (d / name).is_file():
+                found[key] = d / name
+                break
+    return found
 
 
 def find(data_root: Path | None) -> dict[str, Path]:
-    """Locate the four idx files (plain or .gz); one-line error naming where they were expected."""
-    for d in candidate_dirs(data_root):
-        found = {}
-        for key, stem in FILES.items():
-            for name in (stem, stem + ".gz"):
-                if (d / name).is_file():
-                    found[key] = d / name
-                    break
-        if len(found) == len(FILES):
-            return found
-        if found and data_root and d == Path(data_root):
-            missing = sorted(set(FILES.values()) - {p.name.removesuffix(".gz") for p in found.values()})
+    """Locate the four idx files where the card says; a partial copy in --data-root itself is named."""
+    expected = fact(CARD, "files")
+
+    def complete(d: Path) -> bool:
+        found = idx_files(d)
+        if found and len(found) < len(expected) and data_root and d == Path(data_root):
+            missing = sorted(set(expected.values()) - {p.name.removesuffix(".gz") for p in found.values()})
             raise BenchmarkError(f"Fashion-MNIST in {d} is partial: missing {', '.join(missing)}")
-    tried = ", ".join(str(d) for d in candidate_dirs(data_root))
-    raise BenchmarkError(
-        f"Fashion-MNIST not found (looked for {FILES['train_images']}[.gz] and 3 more idx files in: {tried}); "
-        f"install it with `apt-get install dataset-fashion-mnist`, run `benchmark prepare fashion-mnist "
-        f"--download`, or pass --data-root / set {ENV_VAR}"
-    )
+        return len(found) == len(expected)
+
+    return idx_files(location(CARD).find(data_root, complete))
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -95,13 +81,14 @@ def read_idx(path: Path) -> np.ndarray:
 
 def load_split(files: dict[str, Path], split: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = read_idx(files[f"{split}_images"]), read_idx(files[f"{split}_labels"])
-    if images.shape[1:] != (28, 28) or len(images) != COUNTS[split] or len(labels) != COUNTS[split]:
+    expected, n_classes = count(CARD, split), len(classnames())
+    if images.shape[1:] != (28, 28) or len(images) != expected or len(labels) != expected:
         raise BenchmarkError(
             f"Fashion-MNIST {split} has {len(images)} images / {len(labels)} labels of shape {images.shape[1:]}; "
-            f"expected {COUNTS[split]} of 28x28"
+            f"expected {expected} of 28x28"
         )
-    if labels.max() >= len(CLASSNAMES):
-        raise BenchmarkError(f"Fashion-MNIST {split} labels go up to {labels.max()}; expected 10 classes (0-9)")
+    if labels.max() >= n_classes:
+        raise BenchmarkError(f"Fashion-MNIST {split} labels go up to {labels.max()}; expected {n_classes} classes (0-{n_classes - 1})")
     return images, labels
 
 
@@ -163,7 +150,7 @@ def fmnist_c(opts: SuiteOptions) -> Suite:
     evals += [EvalSet(f"{c}@{s}", "ood", ds(corrupted[c, s], ood_y), group=c) for c, s in pairs]
     return Suite(
         name="fmnist-c",
-        classnames=CLASSNAMES,
+        classnames=classnames(),
         train=ds(to_rgb(train_x[train_idx], size), train_y[train_idx], train=True),
         selection=ds(to_rgb(train_x[selection_idx], size), train_y[selection_idx]),
         evals=evals,
@@ -173,8 +160,7 @@ def fmnist_c(opts: SuiteOptions) -> Suite:
 
 @DATASETS.register("fashion-mnist", "Fashion-MNIST idx files (Debian dataset-fashion-mnist, or downloaded)")
 def prepare(data_root: Path | None, download: bool = False) -> PrepareReport:
-    lines = ["Fashion-MNIST (Xiao et al. 2017, MIT licence): 4 idx files, 60000 train + 10000 test 28x28 images.",
-             f"Looked in: {', '.join(str(d) for d in candidate_dirs(data_root))}"]  # fmt: skip
+    lines = location(CARD).report(data_root)
     if download:
         from torchvision.datasets import FashionMNIST
 

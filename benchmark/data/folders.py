@@ -1,14 +1,12 @@
 """Shared pieces of the image-folder adapters (ImageNet and its variants, DomainNet).
 
-Finding a dataset (``--data-root`` subfolder or environment variable), reading class-list files,
-listing class folders with torchvision's ``make_dataset`` (explicit class -> index maps, so nothing
+Listing class folders with torchvision's ``make_dataset`` (explicit class -> index maps, so nothing
 depends on how folder names sort), cheap count checks, and full decode checks for ``benchmark prepare``.
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,32 +21,6 @@ from benchmark.errors import BenchmarkError
 # Missing or extra images allowed before a count check fails: a re-encoded or partly re-downloaded
 # copy may differ by a handful of files; anything larger is the wrong or a partial copy.
 COUNT_TOLERANCE = 0.005
-
-
-@dataclass
-class Location:
-    """Where one dataset is looked for: subfolders of --data-root, then an environment variable."""
-
-    title: str
-    subdirs: Sequence[str]
-    env_var: str
-    how_to_get: str
-
-    def candidates(self, data_root: Path | None) -> list[Path]:
-        dirs = [Path(data_root) / s for s in self.subdirs] if data_root else []
-        if os.environ.get(self.env_var):
-            dirs.append(Path(os.environ[self.env_var]))
-        return dirs
-
-    def find(self, data_root: Path | None, looks_right: Callable[[Path], bool] = Path.is_dir) -> Path:
-        for d in self.candidates(data_root):
-            if looks_right(d):
-                return d
-        tried = ", ".join(str(d) for d in self.candidates(data_root)) or "nowhere (no --data-root, no env var)"
-        raise BenchmarkError(
-            f"{self.title} not found (looked in: {tried}); {self.how_to_get}; then pass --data-root "
-            f"(containing {' or '.join(self.subdirs)}) or set {self.env_var}"
-        )
 
 
 def scan_classes(root: Path, class_to_idx: dict[str, int], title: str) -> list[tuple[str, int]]:

@@ -26,8 +26,8 @@ from typing import Callable
 
 from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import IDENTITY, EvalSet, LabelMap, MaxPoolLabelMap, Suite, SubsetLabelMap, disjoint_split
-from benchmark.data.folders import (ImageListDataset, Location, check_count,
-                                         parse_choice, scan_classes, subsample, verify_images)  # fmt: skip
+from benchmark.data.cards import Location, count, location
+from benchmark.data.folders import ImageListDataset, check_count, parse_choice, scan_classes, subsample, verify_images
 from benchmark.errors import BenchmarkError
 from benchmark.resources import shipped
 
@@ -111,24 +111,31 @@ def resolve_universe(value) -> list[str]:
 
 @dataclass
 class Variant:
-    """One ImageNet-labelled image folder: where it lives, what the card expects, how labels map."""
+    """One ImageNet-labelled image folder: how its labels map; its card (datasets/<name>.toml) says where it
+    lives and how many images a full copy has."""
 
     key: str          # name in --size evals=...
-    name: str         # eval set / `benchmark prepare` name
-    location: Location
-    expected: dict    # split subfolder ("" = the folder itself) -> images in the full release
+    name: str         # eval set / `benchmark prepare` name, and its card's
     classes: Callable[[dict], tuple[dict, LabelMap]]  # universe position of each wnid -> (folder -> label, map)
+    splits: tuple[str, ...] = ("",)  # subfolders with images ("" = the folder itself, the card's "test" count)
     crop: int = 0
     looks_right: Callable[[Path], bool] = Path.is_dir
+
+    @property
+    def location(self) -> Location:
+        return location(self.name)
+
+    def expected(self, split: str) -> int:
+        return count(self.name, split or "test")
 
     def scan(self, root: Path, universe_pos: dict, full: bool) -> dict[str, list]:
         class_to_idx, _ = self.classes(universe_pos)
         out = {}
-        for split, expected in self.expected.items():
+        for split in self.splits:
             title = f"{self.location.title} {split}".strip()
             samples = scan_classes(root / split if split else root, class_to_idx, title)
             if full:
-                check_count(title, len(samples), expected)
+                check_count(title, len(samples), self.expected(split))
             out[split] = samples
         return out
 
@@ -165,47 +172,14 @@ def _objectnet_classes(pos):
     return {f: j for j, f in enumerate(groups)}, MaxPoolLabelMap(list(groups.values()))
 
 
-def _howto(url: str, layout: str) -> str:
-    return f"download it from {url} and unpack it so that {layout}"
-
-
 VARIANTS = {
-    "imagenet": Variant(
-        "imagenet", "imagenet",
-        Location("ImageNet-1k", ["imagenet", "ILSVRC2012"], "IMAGENET_DIR",
-                 _howto("https://image-net.org/download-images (ILSVRC2012 train + val, licence required)",
-                        "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (val sorted into wnid folders)")),
-        {"train": 1_281_167, "val": 50_000}, _same_wnids,
-        looks_right=lambda d: (d / "train").is_dir() and (d / "val").is_dir()),
-    "v2": Variant(
-        "v2", "imagenet-v2",
-        Location("ImageNet-V2 matched-frequency", ["imagenetv2-matched-frequency-format-val", "imagenet-v2"],
-                 "IMAGENET_V2_DIR",
-                 _howto("https://huggingface.co/datasets/vaishaal/ImageNetV2 (imagenetv2-matched-frequency.tar.gz)",
-                        "<dir>/<class index 0..999>/*.jpeg")),
-        {"": 10_000}, _v2_classes),
-    "a": Variant(
-        "a", "imagenet-a",
-        Location("ImageNet-A", ["imagenet-a"], "IMAGENET_A_DIR",
-                 _howto("https://people.eecs.berkeley.edu/~hendrycks/imagenet-a.tar", "imagenet-a/<wnid>/*.jpg")),
-        {"": 7_500}, _subset_classes("a")),
-    "r": Variant(
-        "r", "imagenet-r",
-        Location("ImageNet-R", ["imagenet-r"], "IMAGENET_R_DIR",
-                 _howto("https://people.eecs.berkeley.edu/~hendrycks/imagenet-r.tar", "imagenet-r/<wnid>/*.jpg")),
-        {"": 30_000}, _subset_classes("r")),
-    "sketch": Variant(
-        "sketch", "imagenet-sketch",
-        Location("ImageNet-Sketch", ["sketch", "imagenet-sketch"], "IMAGENET_SKETCH_DIR",
-                 _howto("https://huggingface.co/datasets/imagenet_sketch (data/ImageNet-Sketch.zip)",
-                        "sketch/<wnid>/*.JPEG")),
-        {"": 50_889}, _same_wnids),
-    "objectnet": Variant(
-        "objectnet", "objectnet",
-        Location("ObjectNet", ["objectnet-1.0/images", "objectnet/images"], "OBJECTNET_DIR",
-                 _howto("https://objectnet.dev/download.html (objectnet-1.0.zip, licence forbids training on it)",
-                        "objectnet-1.0/images/<folder>/*.png (OBJECTNET_DIR: the images folder)")),
-        {"": 18_574}, _objectnet_classes, crop=OBJECTNET_BORDER),
+    "imagenet": Variant("imagenet", "imagenet", _same_wnids, splits=("train", "val"),
+                        looks_right=lambda d: (d / "train").is_dir() and (d / "val").is_dir()),
+    "v2": Variant("v2", "imagenet-v2", _v2_classes),
+    "a": Variant("a", "imagenet-a", _subset_classes("a")),
+    "r": Variant("r", "imagenet-r", _subset_classes("r")),
+    "sketch": Variant("sketch", "imagenet-sketch", _same_wnids),
+    "objectnet": Variant("objectnet", "objectnet", _objectnet_classes, crop=OBJECTNET_BORDER),
 }  # fmt: skip
 EVAL_KEYS = [k for k in VARIANTS if k != "imagenet"]
 
@@ -290,8 +264,7 @@ def prepare_variant(key: str, data_root: Path | None, download: bool = False, pr
     """Say what to download and where; verify a copy: class folders, counts vs the card, every image decodes."""
     v = VARIANTS[key]
     loc = v.location
-    where = ", ".join(str(d) for d in loc.candidates(data_root)) or f"--data-root/{loc.subdirs[0]} or ${loc.env_var}"
-    lines = [f"{loc.title}: {loc.how_to_get}.", f"Looked in: {where} (card: datasets/{v.name}.toml)"]
+    lines = loc.report(data_root)
     if download:
         lines.append("automatic download is not offered (licences and hosts differ); follow the line above")
     try:
@@ -299,7 +272,7 @@ def prepare_variant(key: str, data_root: Path | None, download: bool = False, pr
         universe = imagenet_wnids()
         for split, samples in v.scan(root, {w: i for i, w in enumerate(universe)}, full=True).items():
             title = f"{loc.title} {split}".strip()
-            lines.append("ok  " + check_count(title, len(samples), v.expected[split]) + f"  ({root / split})")
+            lines.append("ok  " + check_count(title, len(samples), v.expected(split)) + f"  ({root / split})")
             bad = verify_images([p for p, _ in samples], title, progress)
             if bad:
                 raise BenchmarkError(f"{len(bad)} unreadable images in {title}, e.g. {bad[0]}")
@@ -310,9 +283,8 @@ def prepare_variant(key: str, data_root: Path | None, download: bool = False, pr
 
 
 def _register_prepare(key: str) -> None:
-    v = VARIANTS[key]
-    DATASETS.register(v.name, f"{v.location.title} ({v.location.env_var} or --data-root/{v.location.subdirs[0]})")(
-        functools.partial(prepare_variant, key))
+    role = "ID data of suites imagenet and imagenet-c" if key == "imagenet" else "an OOD set of suite imagenet"
+    DATASETS.register(VARIANTS[key].name, role)(functools.partial(prepare_variant, key))
 
 
 for _key in VARIANTS:

@@ -20,25 +20,13 @@ import numpy as np
 from benchmark.corruption import corruptions
 from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import EvalSet, Suite
-from benchmark.data.folders import (ImageListDataset, Location, check_count,
-                                         parse_choice, scan_classes, subsample, verify_images)  # fmt: skip
+from benchmark.data.cards import count, fact, location
+from benchmark.data.folders import ImageListDataset, check_count, parse_choice, scan_classes, subsample, verify_images
 from benchmark.data.imagenet import CLIP_SUITE, imagenet_suite_around, imagenet_wnids, resolve_universe
 from benchmark.errors import BenchmarkError
 
-# Which release archive (https://zenodo.org/record/2235448) holds each corruption.
-ARCHIVES = {
-    "noise.tar": ("gaussian_noise", "shot_noise", "impulse_noise"),
-    "blur.tar": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
-    "weather.tar": ("snow", "frost", "fog", "brightness"),
-    "digital.tar": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
-}
-IMAGES_PER_SET = 50_000  # every (corruption, severity) is the whole ImageNet val set
+CARD = "imagenet-c"  # datasets/imagenet-c.toml: images per set, the archive of each corruption, where to look
 PREPARE_DECODE_PER_SET = 100  # `prepare` decodes a seeded sample of each set (all 3.75M would take hours)
-LOCATION = Location(
-    "ImageNet-C", ["imagenet-c", "ImageNet-C"], "IMAGENET_C_DIR",
-    "download noise.tar, blur.tar, weather.tar and digital.tar from https://zenodo.org/record/2235448 and "
-    "unpack them into one folder, so that <dir>/<corruption>/<severity 1-5>/<wnid>/*.JPEG",
-)  # fmt: skip
 DEFAULT_SIZES = {
     "corruptions": corruptions.CORRUPTIONS,  # which of the 15 to load (all by default; mCE needs all)
     "severities": corruptions.SEVERITIES,    # which of 1-5 (all by default; CE needs all five)
@@ -51,7 +39,8 @@ DEFAULT_SIZES = {
 
 
 def archive_of(corruption: str) -> str:
-    return next(a for a, names in ARCHIVES.items() if corruption in names)
+    """The release archive (https://zenodo.org/record/2235448) holding a corruption."""
+    return next(a for a, names in fact(CARD, "archives").items() if corruption in names)
 
 
 def _int_choice(value, valid, key) -> tuple[int, ...]:
@@ -71,8 +60,8 @@ def scan(root: Path, pos: dict[str, int], names, severities, full: bool) -> dict
             if not (root / name / str(s)).is_dir():
                 raise BenchmarkError(f"{title}: {root / name / str(s)} is missing; re-unpack {archive_of(name)}")
             samples = scan_classes(root / name / str(s), pos, title)
-            if full:
-                check_count(title, len(samples), IMAGES_PER_SET)
+            if full:  # every (corruption, severity) is the whole ImageNet val set
+                check_count(title, len(samples), count(CARD, "per_set"))
             out[name, s] = samples
     return out
 
@@ -85,7 +74,7 @@ def imagenet_c_suite(opts: SuiteOptions) -> Suite:
     severities = _int_choice(sizes["severities"], corruptions.SEVERITIES, "severities")
     universe = resolve_universe(sizes["wnids"])
     full = len(universe) == len(imagenet_wnids())
-    corrupted = scan(LOCATION.find(opts.data_root), {w: i for i, w in enumerate(universe)}, names, severities, full)
+    corrupted = scan(location(CARD).find(opts.data_root), {w: i for i, w in enumerate(universe)}, names, severities, full)
     ood = []
     for i, ((name, s), samples) in enumerate(corrupted.items(), 1):
         data = ImageListDataset(subsample(samples, sizes["eval_max"], sizes["split_seed"] + i), opts.eval_transform)
@@ -93,15 +82,14 @@ def imagenet_c_suite(opts: SuiteOptions) -> Suite:
     return imagenet_suite_around("imagenet-c", opts, sizes, universe, ood, {"mce_baseline": "alexnet"})
 
 
-@DATASETS.register("imagenet-c", "ImageNet-C as released ($IMAGENET_C_DIR or --data-root/imagenet-c)")
+@DATASETS.register("imagenet-c", "ImageNet-C as released: the OOD sets of suite imagenet-c")
 def prepare(data_root: Path | None, download: bool = False, progress: bool = True) -> PrepareReport:
-    where = ", ".join(str(d) for d in LOCATION.candidates(data_root)) or f"--data-root/imagenet-c or ${LOCATION.env_var}"
-    lines = [f"ImageNet-C: {LOCATION.how_to_get}.", f"Looked in: {where} (card: datasets/imagenet-c.toml)",
-             "The imagenet-c suite also needs ImageNet-1k (`benchmark prepare imagenet`) for train/selection/ID."]  # fmt: skip
+    loc = location(CARD)
+    lines = loc.report(data_root) + ["The imagenet-c suite also needs ImageNet-1k (`benchmark prepare imagenet`) for train/selection/ID."]
     if download:
         lines.append("automatic download is not offered (~70 GB from Zenodo); follow the first line")
     try:
-        root = LOCATION.find(data_root)
+        root = loc.find(data_root)
         universe = imagenet_wnids()
         found = scan(root, {w: i for i, w in enumerate(universe)}, corruptions.CORRUPTIONS, corruptions.SEVERITIES, full=True)
         rng = np.random.default_rng(0)
@@ -110,7 +98,7 @@ def prepare(data_root: Path | None, download: bool = False, progress: bool = Tru
             bad = verify_images(sample, f"ImageNet-C {name}@{s}", progress)
             if bad:
                 raise BenchmarkError(f"unreadable images in ImageNet-C {name}@{s}, e.g. {bad[0]}")
-        lines.append(f"ok  75 sets of {IMAGES_PER_SET} images in 1000 wnid folders; {PREPARE_DECODE_PER_SET} per set decoded")
+        lines.append(f"ok  {len(found)} sets of {count(CARD, 'per_set')} images in 1000 wnid folders; {PREPARE_DECODE_PER_SET} per set decoded")
     except BenchmarkError as e:
         return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
     return PrepareReport(True, "\n".join(lines))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from benchmark.data import segmentation
 from benchmark.corruption.cache import CorruptionCache, FileImages, _decode
 from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import EvalSet, Suite, disjoint_split
+from benchmark.data.cards import count, location
 from benchmark.errors import BenchmarkError
 from benchmark.resources import shipped
 from benchmark.data.segmentation import IGNORE, SegDataset
@@ -46,10 +46,6 @@ PERSON = 15  # VOC class index of "person" (Pascal-Part class_ind)
 PART_OF = {**dict.fromkeys(("hair", "head", "lear", "lebrow", "leye", "mouth", "nose", "rear", "rebrow", "reye"), 1),
            "neck": 2, "torso": 2, "luarm": 3, "ruarm": 3, **dict.fromkeys(("lhand", "llarm", "rhand", "rlarm"), 4),
            "luleg": 5, "ruleg": 5, **dict.fromkeys(("lfoot", "llleg", "rfoot", "rlleg"), 6)}  # fmt: skip
-COUNTS = {"pascal-context": {"train": 4998, "val": 5105}, "pascal-voc": {"train": 1464, "val": 1449}}
-CONTEXT_ENV, VOC_ENV = "PASCAL_MT_DIR", "VOC_ROOT"
-CONTEXT_URL = "https://data.vision.ee.ethz.ch/kmaninis/share/MTL/PASCAL_MT.tgz"
-VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 
 DEFAULT_SIZES = {
     "selection_fraction": 0.1,  # of train held out for selection (TPGM's 90/10 split of DomainNet-real train)
@@ -159,18 +155,8 @@ def read_ids(path: Path) -> list[str]:
 
 
 def context_root(data_root) -> Path:
-    """The PASCAL_MT directory: --data-root itself, --data-root/PASCAL_MT, or $PASCAL_MT_DIR."""
-    candidates = [Path(data_root), Path(data_root) / "PASCAL_MT"] if data_root else []
-    if os.environ.get(CONTEXT_ENV):
-        candidates.append(Path(os.environ[CONTEXT_ENV]))
-    for c in candidates:
-        if (c / "ImageSets" / "Context").is_dir():
-            return c
-    raise BenchmarkError(
-        f"PASCAL-Context (multi-task) not found: expected ImageSets/Context/, JPEGImages/, semseg/, human_parts/ under "
-        f"{', '.join(map(str, candidates)) or '--data-root or $' + CONTEXT_ENV}; get {CONTEXT_URL} and extract it there "
-        "(see `benchmark prepare pascal-context`)"
-    )
+    """The PASCAL_MT directory, where the pascal-context card says to look."""
+    return location("pascal-context").find(data_root, lambda d: (d / "ImageSets" / "Context").is_dir())
 
 
 def context_split(root: Path, split: str, task: str) -> tuple[list[Path], list[Path]]:
@@ -208,19 +194,13 @@ def with_persons(images: list[Path], masks: list[Path], cache_dir: Path) -> tupl
 
 
 def voc_root(data_root) -> Path:
-    """The directory holding VOCdevkit/VOC2012: --data-root (or its parent of VOCdevkit) or $VOC_ROOT."""
-    candidates = [Path(data_root)] if data_root else []
-    if os.environ.get(VOC_ENV):
-        candidates.append(Path(os.environ[VOC_ENV]))
-    for c in candidates:
-        if (c / "VOCdevkit" / "VOC2012").is_dir():
-            return c
-        if c.name == "VOCdevkit" and (c / "VOC2012").is_dir():
-            return c.parent
-    raise BenchmarkError(
-        f"PASCAL VOC 2012 not found: expected VOCdevkit/VOC2012/{{JPEGImages,SegmentationClass,ImageSets/Segmentation}} "
-        f"under {', '.join(map(str, candidates)) or '--data-root or $' + VOC_ENV}; get {VOC_URL} and extract it there"
-    )
+    """The directory holding VOCdevkit/VOC2012 (what torchvision's reader takes), where the pascal-voc card says
+    to look; a candidate may also be VOCdevkit itself."""
+    def holds(d: Path) -> bool:
+        return (d / "VOCdevkit" / "VOC2012").is_dir()
+
+    found = location("pascal-voc").find(data_root, lambda d: holds(d) or (d.name == "VOCdevkit" and (d / "VOC2012").is_dir()))
+    return found if holds(found) else found.parent
 
 
 def voc_split(root: Path, split: str) -> tuple[list[Path], list[Path]]:
@@ -322,7 +302,7 @@ def pascal_voc(opts: SuiteOptions) -> Suite:
 def verify(lines: list[str], name: str, splits: dict, reader, sample: int = 20) -> PrepareReport:
     ok = True
     for split, (images, masks) in splits.items():
-        expected = COUNTS[name][split]
+        expected = count(name, split)
         mark = "ok " if len(images) == expected else "BAD"
         ok &= len(images) == expected
         lines.append(f"{mark} {split}: {len(images)} images with masks (expected {expected})")
@@ -335,7 +315,7 @@ def verify(lines: list[str], name: str, splits: dict, reader, sample: int = 20) 
 def prepare_context(data_root, download: bool = False) -> PrepareReport:
     lines = ["PASCAL-Context as packaged by Multi-Task-Learning-PyTorch (Vandenhende et al.; images: PASCAL VOC 2010, "
              "Flickr terms; annotations: Mottaghi et al. 2014, Chen et al. 2014 (Pascal-Part)).",
-             f"Get {CONTEXT_URL} (~2 GB), extract, and pass --data-root <dir containing PASCAL_MT> or set ${CONTEXT_ENV}."]  # fmt: skip
+             *location("pascal-context").report(data_root)]  # fmt: skip
     if download:
         lines.append("--download is not supported for this source: fetch the archive above by hand")
     try:
@@ -351,7 +331,7 @@ def prepare_context(data_root, download: bool = False) -> PrepareReport:
 @DATASETS.register("pascal-voc", "PASCAL VOC 2012 segmentation (VOCdevkit/VOC2012): suite pascal-voc")
 def prepare_voc(data_root, download: bool = False) -> PrepareReport:
     lines = ["PASCAL VOC 2012 segmentation (Everingham et al. 2010; images under Flickr terms).",
-             f"Get {VOC_URL} (~2 GB), extract, and pass --data-root <dir containing VOCdevkit> or set ${VOC_ENV}."]  # fmt: skip
+             *location("pascal-voc").report(data_root)]  # fmt: skip
     if download:
         lines.append("--download: use torchvision.datasets.VOCSegmentation(root, year='2012', download=True) if the host is up")
     try:

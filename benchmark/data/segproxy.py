@@ -24,13 +24,10 @@ from benchmark.corruption.cache import CorruptionCache
 from benchmark.data import SuiteOptions, register_suite
 from benchmark.data import fmnist
 from benchmark.data.base import EvalSet, Suite
+from benchmark.data.cards import fact
 from benchmark.errors import BenchmarkError
 from benchmark.data.segmentation import SegDataset
 
-CLASSNAMES = ["background", *fmnist.CLASSNAMES]
-# scikit-image's bundled photos (natural scenes, textures, micrographs; grey ones are made RGB).
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-          "camera", "brick", "grass", "gravel", "moon", "coins", "clock", "cell", "page")  # fmt: skip
 PHOTO_SIDE = 384  # every photo is resized to this square before it is cut into bands
 # Rows of the resized photo each split draws its background crops from (disjoint).
 BANDS = {"train": (0, 224), "selection": (224, 288), "val": (288, 384)}
@@ -65,12 +62,17 @@ RECIPE = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "epochs": 2, "
           "grad_clip": 1.0, "eval_batch_size": 100}  # fmt: skip
 
 
+def photo_names() -> tuple[str, ...]:
+    """scikit-image's bundled photos the card lists (natural scenes, textures, micrographs)."""
+    return tuple(fact("segproxy", "backgrounds"))
+
+
 def photos() -> list[np.ndarray]:
-    """The background photos as PHOTO_SIDE^2 RGB uint8 arrays."""
+    """The background photos as PHOTO_SIDE^2 RGB uint8 arrays (grey ones made RGB)."""
     import skimage.data
 
     out = []
-    for name in PHOTOS:
+    for name in photo_names():
         try:
             img = np.asarray(getattr(skimage.data, name)())
         except Exception as e:  # skimage raises several types when a bundled file is missing
@@ -132,7 +134,7 @@ def segproxy(opts: SuiteOptions) -> Suite:
     val_images, val_masks = make(test_x, test_y, val_idx, "val", 2)
 
     n_ood = sizes["n_ood"]
-    key = hashlib.sha256(repr((size, seed, n_ood, sizes["n_val"], PHOTOS, BANDS, CROP, THRESHOLD)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((size, seed, n_ood, sizes["n_val"], photo_names(), BANDS, CROP, THRESHOLD)).encode()).hexdigest()[:16]
     pairs = [(c, s) for c in sizes["corruptions"] for s in sizes["severities"]]
     corrupted = CorruptionCache(opts.cache_dir / "segproxy" / key, val_images[:n_ood]).load(pairs, opts.workers, opts.progress)
 
@@ -143,7 +145,7 @@ def segproxy(opts: SuiteOptions) -> Suite:
     evals += [EvalSet(f"{c}@{s}", "ood", ds(corrupted[c, s], val_masks[:n_ood]), metric="miou", group=c) for c, s in pairs]
     return Suite(
         name="segproxy",
-        classnames=CLASSNAMES,
+        classnames=["background", *fmnist.classnames()],  # label 1 + Fashion-MNIST class
         train=ds(*train, train=True),
         selection=ds(*selection),
         evals=evals,

@@ -1,0 +1,1 @@
+"""The harness: planning (what to run, with which resolved budget) and running one planned run."""
