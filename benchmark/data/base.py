@@ -16,6 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 ROLES = ("id", "ood", "selection")
+# Segmentation masks: 255 is "void" on disk and in the metric (never scored); datasets hand the loss -100,
+# F.cross_entropy's default ignore_index, so every method's plain cross-entropy skips void pixels.
+IGNORE = 255
+LOSS_IGNORE = -100
 
 
 class LabelMap:

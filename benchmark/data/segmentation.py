@@ -1,9 +1,5 @@
-"""Segmentation data: paired image/mask datasets, the ignore labels, and the corruption order.
-
-Targets. Masks hold 255 for "ignore" on disk and in the metric (benchmark/engine/metrics.py). Datasets hand
-the loss ``-100`` instead: that is ``F.cross_entropy``'s default ``ignore_index``, so every method's plain
-``F.cross_entropy(model(x), y)`` ignores void pixels with no segmentation-specific code.
-"""
+"""Segmentation data: paired image/mask datasets (masks' 255 "void" becomes the loss's ignore label -100,
+see benchmark/data/base.py) and the order of the corrupted eval sets."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,10 +10,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from benchmark.corruption import corruptions
+from benchmark.data.base import IGNORE, LOSS_IGNORE
 from benchmark.errors import BenchmarkError
 
-IGNORE = 255  # "void" in PASCAL masks; never scored
-LOSS_IGNORE = -100  # F.cross_entropy's default ignore_index
 # Eval order of the OOD sets: fog first, the corruption TPGM/FTP report on PASCAL, then the usual 14.
 CORRUPTIONS = ("fog", *(c for c in corruptions.CORRUPTIONS if c != "fog"))
 

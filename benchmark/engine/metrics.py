@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.data.segmentation import IGNORE
+from benchmark.data.base import IGNORE
 from benchmark.errors import BenchmarkError
 
 
