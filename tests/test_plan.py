@@ -146,3 +146,13 @@ def test_the_domainnet_table_marks_declared_departures(tmp_path):
     assert "| lipsum-ft [budget: batch_size 256 (suite 256)" not in text  # equal values are no departure
     assert "lipsum-ft [budget: epochs 10 (suite 50); optimizer adamw (suite sgd); warmup_steps 500 (suite 0)]" in text
     assert "- lipsum-ft, epochs: Lipsum-FT's official schedule" in text
+
+
+def test_a_dry_run_piped_into_head_stops_quietly():
+    import subprocess
+    import sys
+
+    seeds = " ".join(map(str, range(200)))  # more lines than a pipe buffers, so head closes it mid-write
+    out = subprocess.run(f"{sys.executable} -m benchmark run --dry-run --method ft lp l2-sp --seed {seeds} | head -1",
+                         shell=True, capture_output=True, text=True)  # fmt: skip
+    assert json.loads(out.stdout)["method"] == "ft" and "Traceback" not in out.stderr
