@@ -1,7 +1,7 @@
 """The method interface: a small plain object whose hooks the harness loop calls, in this order:
 
     check(hp)                    class method: refuse hyper-parameter values it cannot run with
-    setup(model, ctx)            once, before training (ctx has the frozen reference and the loaders)
+    setup(model, ctx)            once, before training (ctx: loaders, device; ctx.reference if needs_reference)
     param_groups(model)          what the optimizer trains ([] = nothing to train, e.g. a linear probe)
     train_mode(model)            at the start of each epoch (model.train(), or keep BN frozen)
     loss(model, batch)           named loss terms; the loop sums and logs them
