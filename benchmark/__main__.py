@@ -56,7 +56,14 @@ def cmd_run(args) -> int:
 
     overrides = parse_assignments(args.set, "set")
     if args.epochs is not None:
+        if overrides.get("epochs", args.epochs) != args.epochs:
+            raise BenchmarkError(f"--epochs {args.epochs} and --set epochs={overrides['epochs']} disagree; give the epochs once")
         overrides["epochs"] = args.epochs
+    if args.image_size is not None and args.image_size < 1:
+        raise BenchmarkError(f"--image-size must be a positive number of pixels, got {args.image_size}")
+    bad_seeds = [s for s in args.seed if not 0 <= s < 2**32]
+    if bad_seeds:
+        raise BenchmarkError(f"--seed {bad_seeds[0]}: seeds are whole numbers from 0 to 2**32 - 1")
     runs = plan(args.suite, args.method, args.backbone, args.seed, args.image_size, overrides,
                 parse_assignments(args.size, "size"))  # fmt: skip
     if args.dry_run:

@@ -57,10 +57,17 @@ def test_location_tries_subfolders_then_variable_then_fallbacks(tmp_path, monkey
     def marked(d):
         return (d / "marker").is_file()
 
+    env = tmp_path / "env"
     for found in reversed(location.candidates(root)):  # each place, once marked, wins over the ones after it
         found.mkdir(parents=True, exist_ok=True)
         (found / "marker").touch()
-        assert location.find(root, marked) == found
+        with monkeypatch.context() as m:
+            if not marked(env):  # a variable naming a folder without the data is an error, not skipped
+                m.delenv("OODBENCH_TEST_DIR")
+            assert location.find(root, marked) == found
+    (env / "marker").unlink()
+    with pytest.raises(BenchmarkError, match=r"^\$OODBENCH_TEST_DIR is .*/env, which does not hold DomainNet; fix or unset it$"):
+        location.find(tmp_path / "elsewhere", marked)  # the marked fallback is not used instead
     monkeypatch.delenv("OODBENCH_TEST_DIR")
     monkeypatch.setitem(where, "subdirs", ["sub"])
     monkeypatch.setitem(where, "fallbacks", [])

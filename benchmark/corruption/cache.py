@@ -127,7 +127,11 @@ class CorruptionCache:
         todo = self.missing(pairs)
         if not todo:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # e.g. $OODBENCH_CACHE names a file, or a folder this user cannot write
+            raise BenchmarkError(f"cannot create the corrupted-set cache {self.dir}: {e.strerror}; "
+                                 f"point OODBENCH_CACHE at a writable folder") from None  # fmt: skip
         manifest = self._manifest()
         for _, _, key, _, _ in todo:
             manifest.pop(key, None)

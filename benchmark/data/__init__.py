@@ -41,11 +41,39 @@ class SuiteSpec:
             raise ValueError(f"suite {self.name}: its recipe lacks {missing}; every suite defines its full training recipe")
 
     def resolve_sizes(self, overrides: dict) -> dict:
-        """The suite's size options: its defaults, then the overrides; unknown keys are an error."""
+        """The suite's size options: its defaults, then the overrides, each read in its default's form (a
+        tuple from 'a,b' or a single item, a count as a positive int); unknown keys and bad values are
+        one-line errors. The suite's builder checks what depends on the data."""
         unknown = set(overrides) - set(self.sizes)
         if unknown:
             raise BenchmarkError(f"unknown {self.name} size option(s) {sorted(unknown)}; valid: {sorted(self.sizes)}")
-        return {**self.sizes, **overrides}
+        return {**self.sizes, **{k: size_value(self.name, k, v, self.sizes[k]) for k, v in overrides.items()}}
+
+
+def size_value(suite: str, key: str, value, default):
+    """One size override in the form of its default; a one-line error when it cannot be."""
+    where = f"--size {key}={value!r} ({suite})"
+    if isinstance(default, tuple):
+        items = [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else (
+            list(value) if isinstance(value, (list, tuple)) else [value])  # fmt: skip
+        if not items:
+            raise BenchmarkError(f"{where}: give at least one item, e.g. {key}={','.join(map(str, default[:2]))}")
+        if all(isinstance(d, int) for d in default):
+            if not all(isinstance(i, int) or (isinstance(i, str) and i.isdigit()) for i in items):
+                raise BenchmarkError(f"{where}: expects whole numbers, e.g. {key}={','.join(map(str, default[:2]))}")
+            items = [int(i) for i in items]
+        return tuple(items)
+    if isinstance(default, bool) or default is None:
+        return value
+    if isinstance(default, int):
+        lowest = 0 if key.endswith("seed") else 1  # counts and sizes are positive; a data seed may be 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise BenchmarkError(f"{where}: expects a whole number >= {lowest}")
+        if key.endswith("seed") and value >= 2**32:
+            raise BenchmarkError(f"{where}: a seed must be below 2**32")
+    if isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise BenchmarkError(f"{where}: expects a number")
+    return value
 
 
 SUITES: Registry[SuiteSpec] = Registry("suite", modules=ADAPTERS)

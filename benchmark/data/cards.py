@@ -82,9 +82,12 @@ class Location:
 
     def find(self, data_root: Path | None, looks_right: Callable[[Path], bool] = Path.is_dir) -> Path:
         """The first candidate that looks right; a one-line error saying where it looked and what to do."""
+        chosen = os.environ.get(self.env_var)
         for d in self.candidates(data_root):
             if looks_right(d):
                 return d
+            if chosen and d == Path(chosen):  # asked for by name: never fall back to another copy silently
+                raise BenchmarkError(f"${self.env_var} is {chosen}, which does not hold {self.title}; fix or unset it")
         raise BenchmarkError(f"{self.title} not found (looked in: {self.searched(data_root)}); {self.advice()}")
 
     def report(self, data_root: Path | None) -> list[str]:

@@ -1,0 +1,49 @@
+"""Bad sizes, seeds, paths and contradictory options: one-line errors with exit 2, never a traceback,
+and no record (issue: nothing wrong is ever recorded)."""
+import pytest
+
+from benchmark.__main__ import main
+from helpers import TINY_SIZES, tiny_run
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--size", "n_train=-5"], "--size n_train=-5 (fmnist-c): expects a whole number >= 1"),
+    (["--size", "n_selection=0"], "--size n_selection=0 (fmnist-c): expects a whole number >= 1"),
+    (["--size", "split_seed=-1"], "--size split_seed=-1 (fmnist-c): expects a whole number >= 0"),
+    (["--size", "severities=x"], "expects whole numbers, e.g. severities=1,3"),
+    (["--size", "corruptions="], "give at least one item"),
+    (["--seed", "99999999999999999999"], "--seed 99999999999999999999: seeds are whole numbers from 0 to 2**32 - 1"),
+    (["--seed", "-1"], "seeds are whole numbers"),
+    (["--image-size", "0"], "--image-size must be a positive number of pixels, got 0"),
+    (["--epochs", "2", "--set", "epochs=3"], "--epochs 2 and --set epochs=3 disagree"),
+])  # fmt: skip
+def test_bad_values_are_one_line_errors_before_any_data_is_read(argv, message, tmp_path, capsys):
+    assert main(["run", "--dry-run", "--results", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_single_corruption_is_one_name_not_letters(tmp_path, capsys):
+    sizes = [s for s in TINY_SIZES if not s.startswith("corruptions=")]
+    assert main(["run", "--method", "ft", "--results", str(tmp_path), "--image-size", "32", "--epochs", "1",
+                 "--no-progress", "--workers", "1", "--size", *sizes, "corruptions=fog"]) == 0  # fmt: skip
+    assert "| ft | lite0 | selected | ft |" in (tmp_path / "fmnist-c.md").read_text()
+    assert "fog" in (tmp_path / "fmnist-c.md").read_text()
+
+
+def test_a_cache_path_that_is_a_file_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("OODBENCH_CACHE", str(blocker))
+    assert tiny_run(tmp_path / "results") == 2
+    err = capsys.readouterr().err
+    assert "cannot create the corrupted-set cache" in err and "OODBENCH_CACHE" in err and err.count("\n") == 1
+    assert not list((tmp_path / "results").glob("runs/*/*.json"))
+
+
+def test_a_wrong_dataset_variable_is_an_error_not_a_silent_fallback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path / "nowhere"))  # the system copy exists in CI
+    assert tiny_run(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert f"$FASHION_MNIST_DIR is {tmp_path / 'nowhere'}, which does not hold Fashion-MNIST; fix or unset it" in err
