@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,10 +67,64 @@ def read_record(path: Path) -> dict:
     return record
 
 
+ROLES = ("id", "ood", "selection")
+
+
+def problem_of(record: dict, path: Path) -> str | None:
+    """Why a record cannot be tabulated (schema, ranges, consistency), or None. Every metric recorded is a
+    fraction (top-1, mIoU, pixel accuracy), so a value outside [0, 1] or not finite is damage."""
+    cfg = record.get("config")
+    if not isinstance(cfg, dict) or not all(isinstance(cfg.get(k), str) for k in ("suite", "method", "backbone")):
+        return "config lacks suite, method or backbone"
+    if cfg["suite"] != path.parent.name or record["run_id"] != path.stem:
+        return f"it says run {record['run_id']} of suite {cfg['suite']}, but lies at {path.parent.name}/{path.name}"
+    if not isinstance(cfg.get("seed"), int) or isinstance(cfg.get("seed"), bool):
+        return "config lacks an integer seed"
+    rows = record["evals"]
+    if not isinstance(rows, list) or not rows:
+        return "no evaluation rows"
+    evals_of: dict[str, set] = {}
+    for row in rows:
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("variant", "eval", "metric")):
+            return "an evaluation row lacks its variant, eval or metric"
+        value = row.get("value")
+        if row.get("role") not in ROLES:
+            return f"eval {row['eval']} has role {row.get('role')!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            return f"{row['variant']} {row['eval']} {row['metric']} = {value!r}, not a fraction in [0, 1]"
+        evals_of.setdefault(row["variant"], set()).add((row["eval"], row["role"], row["metric"]))
+    shapes = list(evals_of.values())
+    if any(shape != shapes[0] for shape in shapes):
+        return "its variants were scored on different eval sets (rows missing)"
+    if not {"id", "selection"} <= {role for _, role, _ in shapes[0]}:
+        return "it has no ID or no selection rows"
+    return None
+
+
+def scan_records(results: Path, suite: str) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """The suite's current records that can be tabulated, and (path, why) for those that cannot.
+    Superseded records are kept apart and not read."""
+    good, bad = [], []
+    for path in sorted((Path(results) / "runs" / suite).glob("*.json")):
+        try:
+            record = read_record(path)
+        except BenchmarkError as e:
+            bad.append((path, str(e)))
+            continue
+        problem = problem_of(record, path)
+        if problem:
+            bad.append((path, f"record {path} left out: {problem}"))
+        else:
+            good.append(record)
+    return good, bad
+
+
 def load_records(results: Path, suite: str) -> list[dict]:
-    """The suite's current records (superseded ones are kept apart and not loaded)."""
-    directory = Path(results) / "runs" / suite
-    return [read_record(p) for p in sorted(directory.glob("*.json"))]
+    """The suite's records that can be tabulated; each one left out is named in a one-line warning."""
+    good, bad = scan_records(results, suite)
+    for _, why in bad:
+        print(f"warning: {why}", file=sys.stderr)
+    return good
 
 
 def source_files() -> list[tuple[str, Path]]:
