@@ -12,9 +12,11 @@ PASCAL-C do), so a corrupted variant pairs ``read(c, k)[i]`` with the clean set'
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Callable, Sequence
@@ -57,6 +59,17 @@ def limit_threads() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+
+
+def start_worker() -> None:
+    """A corruption worker: one thread, and killed with its parent. Without the parent-death signal, a
+    killed main process leaves its workers blocked on their queue forever, each holding its memory."""
+    limit_threads()
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _encode(images: list[np.ndarray]) -> bytes:
@@ -111,6 +124,15 @@ class CorruptionCache:
         except (OSError, ValueError):
             return {}
 
+    def _record(self, key: str, digest: str) -> None:
+        """Add one shard to the manifest under a lock, re-reading it first: another process building the same
+        cache at the same time keeps its entries too."""
+        with open(self.dir / "manifest.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            manifest = self._manifest()
+            manifest[key] = digest
+            atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=0, sort_keys=True).encode())
+
     def _valid(self, key: str, manifest: dict) -> bool:
         path = self.dir / f"{key}.npz"
         return key in manifest and path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == manifest[key]
@@ -132,14 +154,11 @@ class CorruptionCache:
         except OSError as e:  # e.g. $OODBENCH_CACHE names a file, or a folder this user cannot write
             raise BenchmarkError(f"cannot create the corrupted-set cache {self.dir}: {e.strerror}; "
                                  f"point OODBENCH_CACHE at a writable folder") from None  # fmt: skip
-        manifest = self._manifest()
-        for _, _, key, _, _ in todo:
-            manifest.pop(key, None)
         sizes = {key: b - a for _, _, key, a, b in todo}
         bar = tqdm(total=sum(sizes.values()), unit="img", disable=not progress, smoothing=0.1,
                    desc=f"corrupting {self.n} images x {len({(c, s) for c, s, *_ in todo})} sets")  # fmt: skip
         jobs = iter([(self.dir / f"{key}.npz", key, self.clean[a:b], a, c, s, self.seed_fn) for c, s, key, a, b in todo])
-        pool = ProcessPoolExecutor(workers, initializer=limit_threads) if workers > 1 else None
+        pool = ProcessPoolExecutor(workers, initializer=start_worker) if workers > 1 else None
         try:
             if pool is None:
                 limit_threads()
@@ -147,8 +166,7 @@ class CorruptionCache:
             else:
                 results = _bounded_map(pool, _corrupt_shard, jobs, 2 * workers)
             for key, digest, count in results:
-                manifest[key] = digest
-                atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=0, sort_keys=True).encode())
+                self._record(key, digest)
                 bar.update(count)
         finally:
             if pool:
