@@ -52,7 +52,8 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from benchmark.harness.plan import plan
     from benchmark.harness.run import execute, prepare_suite
-    from benchmark.report import leaderboard
+    from benchmark.report import leaderboard, records
+    from benchmark.resources import cache_root
 
     overrides = parse_assignments(args.set, "set")
     if args.epochs is not None:
@@ -71,6 +72,10 @@ def cmd_run(args) -> int:
             print(json.dumps(run.describe(args.results), default=list))
         return 0
     started = time.time()
+    free = {what: records.writable_folder(folder, what) for what, folder in
+            (("results", Path(args.results) / "runs" / args.suite), ("cache", cache_root()))}  # fmt: skip
+    print(f"results: {args.results} ({free['results'] / 2**30:.1f} GiB free); cache: {cache_root()} "
+          f"({free['cache'] / 2**30:.1f} GiB free)", flush=True)  # fmt: skip
     suite = prepare_suite(runs[0].config, args.data_root, progress=not args.no_progress, workers=args.workers)
     for i, run in enumerate(runs, 1):
         cfg = run.config

@@ -1,5 +1,6 @@
 """Bad sizes, seeds, paths and contradictory options: one-line errors with exit 2, never a traceback,
 and no record (issue: nothing wrong is ever recorded)."""
+import numpy as np
 import pytest
 
 from benchmark.__main__ import main
@@ -32,13 +33,23 @@ def test_a_single_corruption_is_one_name_not_letters(tmp_path, capsys):
     assert "fog" in (tmp_path / "fmnist-c.md").read_text()
 
 
+def test_a_cache_that_cannot_be_created_is_a_one_line_error(tmp_path, capsys):
+    from benchmark.corruption.cache import CorruptionCache
+    from benchmark.errors import BenchmarkError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(BenchmarkError, match=r"cannot create the corrupted-set cache .*file/set: .*OODBENCH_CACHE"):
+        CorruptionCache(blocker / "set", np.zeros((2, 32, 32, 3), np.uint8)).build([("fog", 1)], progress=False)
+
+
 def test_a_cache_path_that_is_a_file_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("OODBENCH_CACHE", str(blocker))
     assert tiny_run(tmp_path / "results") == 2
     err = capsys.readouterr().err
-    assert "cannot create the corrupted-set cache" in err and "OODBENCH_CACHE" in err and err.count("\n") == 1
+    assert f"the cache folder {blocker} is not writable" in err and err.count("\n") == 1
     assert not list((tmp_path / "results").glob("runs/*/*.json"))
 
 
@@ -47,3 +58,30 @@ def test_a_wrong_dataset_variable_is_an_error_not_a_silent_fallback(tmp_path, mo
     assert tiny_run(tmp_path) == 2
     err = capsys.readouterr().err
     assert f"$FASHION_MNIST_DIR is {tmp_path / 'nowhere'}, which does not hold Fashion-MNIST; fix or unset it" in err
+
+
+def test_an_unwritable_results_folder_fails_before_any_data_is_read(tmp_path, monkeypatch, capsys):
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was read before the results folder was checked")
+
+    monkeypatch.setattr("benchmark.harness.run.prepare_suite", no_data)
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be")
+    assert tiny_run(blocker) == 2
+    err = capsys.readouterr().err
+    assert f"the results folder {blocker}/runs/fmnist-c is not writable" in err and err.count("\n") == 1
+
+
+def test_stale_temp_files_of_killed_writes_are_cleaned_and_free_space_reported(tmp_path, capsys):
+    import os
+    import time
+
+    folder = tmp_path / "runs" / "fmnist-c"
+    folder.mkdir(parents=True)
+    stale, fresh = folder / ".ft-0123.json.abc.tmp", folder / ".lp-0123.json.def.tmp"
+    for f in (stale, fresh):
+        f.write_text("{")
+    os.utime(stale, (time.time() - 3600,) * 2)  # killed an hour ago; `fresh` may be another run's write
+    assert tiny_run(tmp_path) == 0
+    assert not stale.exists() and fresh.exists()
+    assert "GiB free); cache: " in capsys.readouterr().out

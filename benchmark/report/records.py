@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,12 +25,34 @@ from benchmark.files import atomic_write_bytes
 from benchmark.resources import PACKAGE, shipped_dir
 
 SUPERSEDED = "superseded"
+# A record or checkpoint write takes well under a second; a temp file this old was left by a killed process.
+STALE_TMP_S = 600
 # Source folders whose content is the code identity (with the shipped dataset cards and class lists).
 SOURCE_PACKAGES = ("benchmark", "methods")
 
 
 def record_path(results: Path, suite: str, run_id: str) -> Path:
     return Path(results) / "runs" / suite / f"{run_id}.json"
+
+
+def writable_folder(folder: Path, what: str) -> int:
+    """Make `folder` and prove it writable now, before hours of work depend on it; returns its free bytes.
+    Temp files older than STALE_TMP_S that a killed write left behind are removed on the way."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check.", suffix=".tmp"):
+            pass
+    except OSError as e:
+        raise BenchmarkError(f"the {what} folder {folder} is not writable: {e.strerror}") from None
+    cutoff = time.time() - STALE_TMP_S
+    for stale in folder.glob(".*.tmp"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except OSError:
+            pass  # another process's file, gone or busy: not ours to insist on
+    return shutil.disk_usage(folder).free
 
 
 def write_record(results: Path, record: dict, supersede: bool = False) -> Path:
