@@ -1,22 +1,28 @@
 """Atomic file writes: readers never see half a file, and what must not be overwritten is not."""
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from benchmark.errors import BenchmarkError
 
 
-def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = True) -> None:
-    """Write via a temp file + rename. With overwrite=False an existing file is an error (os.link fails
-    instead of replacing)."""
+@contextlib.contextmanager
+def atomic_writer(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
+    """A binary file whose contents appear at `path` only when complete and fsynced (temp file + rename), so a
+    crash or a full disk never leaves a half-written file there. With overwrite=False an existing file is an
+    error (os.link fails instead of replacing). Any failure leaves no temp file; a failed write (full disk,
+    no permission) is a one-line BenchmarkError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         if overwrite:
@@ -26,6 +32,13 @@ def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = True) -> None:
                 os.link(tmp, path)
             except FileExistsError:
                 raise BenchmarkError(f"{path} already exists; records are never overwritten") from None
+    except OSError as e:
+        raise BenchmarkError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = True) -> None:
+    with atomic_writer(path, overwrite) as f:
+        f.write(data)

@@ -27,10 +27,25 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from benchmark.engine import RunContext, loader
+from benchmark.errors import BenchmarkError
 
 
 def is_head(name: str) -> bool:
     return name.startswith("head.")
+
+
+def check_range(owner: str, key: str, value, low: float, high: float = math.inf, *, low_open: bool = False,
+                high_open: bool = False) -> None:
+    """Refuse `value` outside [low, high] (an end excluded if open) with one line: key, value, valid range.
+    Non-numbers, NaN and infinities are refused too."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if numeric and (low < value if low_open else low <= value) and (value < high if high_open else value <= high):
+        return
+    if high == math.inf:
+        valid = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        valid = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    raise BenchmarkError(f"{owner}: {key}={value!r} is out of range; valid: {valid}")
 
 
 def state_copy(model: nn.Module) -> dict:

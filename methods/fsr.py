@@ -48,7 +48,7 @@ from torch import nn
 
 from benchmark.errors import BenchmarkError
 from methods import METHODS
-from methods.base import Method
+from methods.base import Method, check_range
 
 DISTANCES = ("auto", "features", "kl")
 
@@ -127,6 +127,10 @@ class FSR(Method):
     def check(cls, hp):
         if hp["fsr_distance"] not in DISTANCES:
             raise BenchmarkError(f"fsr_distance {hp['fsr_distance']!r} unknown; valid: {', '.join(DISTANCES)}")
+        for key in ("fsr_lambda", "fsr_consistency"):
+            check_range(cls.name, key, hp[key], 0)
+        check_range(cls.name, "fsr_temperature", hp["fsr_temperature"], 0, low_open=True)
+        check_range(cls.name, "fsr_amp_eta", hp["fsr_amp_eta"], 0, 1)  # a mixing ratio
 
     def setup(self, model, ctx):
         super().setup(model, ctx)

@@ -50,7 +50,7 @@ import torch
 
 from benchmark.errors import BenchmarkError
 from methods import METHODS
-from methods.base import Method, is_head
+from methods.base import Method, check_range, is_head
 from methods.tpgm import distance_norms, row_sums
 
 FIRST_GAMMA = 1e-8  # util/FTP.py: gamma starts at 1e-8 and is clipped below at 1e-8
@@ -90,6 +90,9 @@ class FTP(Method):
     def check(cls, hp):
         if hp["weight_decay"]:
             raise BenchmarkError(f"ftp needs weight_decay 0 (the reference's value), got {hp['weight_decay']}")
+        # k scales down the gradient that shrinks the radius (Tian et al. 2023: 0 <= k <= 1)
+        check_range(cls.name, "ftp_k", hp["ftp_k"], 0, 1)
+        check_range(cls.name, "ftp_lr", hp["ftp_lr"], 0, low_open=True)
 
     def setup(self, model, ctx):
         super().setup(model, ctx)

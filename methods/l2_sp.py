@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from methods import METHODS
-from methods.base import Method, is_head
+from methods.base import Method, check_range, is_head
 
 
 @METHODS.register("l2-sp")
@@ -24,6 +24,11 @@ class L2SP(Method):
     # Li et al. 2018, Sec. 4: alpha = 0.1, beta = 0.01 for their classification targets (alpha = 0.01
     # where the target is close to the source); Fashion-MNIST is far from ImageNet, so 0.1.
     HPARAMS = {"alpha": 0.1, "beta": 0.01}
+
+    @classmethod
+    def check(cls, hp):
+        for key in ("alpha", "beta"):  # a negative weight rewards moving away (from theta0, or to large heads)
+            check_range(cls.name, key, hp[key], 0)
 
     def setup(self, model, ctx):
         super().setup(model, ctx)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from benchmark.errors import BenchmarkError
 from methods import METHODS
-from methods.base import Method
+from methods.base import Method, check_range
 
 # Official schedule (README commands + scripts/Lipsum-FT.py defaults): batch 256, linear warm-up over the
 # first 10% of steps then cosine; ImageNet 50,000 steps (= 10 epochs of 1.28M images), DomainNet 5,000
@@ -65,6 +65,12 @@ class LipsumFT(Method):
                         "5,000 steps (README commands, scripts/Lipsum-FT.py)"),
     }  # fmt: skip
 
+    @classmethod
+    def check(cls, hp):
+        check_range(cls.name, "lipsum_lambda", hp["lipsum_lambda"], 0)
+        for key in ("lipsum_texts", "lipsum_tokens"):
+            check_range(cls.name, key, hp[key], 1)
+
     def setup(self, model, ctx):
         super().setup(model, ctx)
         self.tokenizer = ctx.extras["text"].tokenizer
@@ -72,6 +78,8 @@ class LipsumFT(Method):
         self.generator = torch.Generator().manual_seed(ctx.seed)
         if not hasattr(self.tokenizer, "sot_token_id"):
             raise BenchmarkError("lipsum-ft needs open_clip's BPE tokenizer (a CLIP model with the OpenAI-style text tower)")
+        # [SOT] + L tokens + [EOT] must fit the context; only the tokenizer knows its length.
+        check_range(self.name, "lipsum_tokens", self.hp["lipsum_tokens"], 1, self.tokenizer.context_length - 2)
 
     def loss(self, model, batch):
         x, y = batch

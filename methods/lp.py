@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from benchmark.errors import BenchmarkError
 from methods import METHODS
-from methods.base import Method, RunContext
+from methods.base import Method, RunContext, check_range
 
 
 @torch.no_grad()
@@ -43,13 +43,17 @@ def fit_logistic_regression(feats, labels, num_classes, weight_decay, max_iter=2
     return w.detach(), b.detach()
 
 
-def probe_head(model, ctx: RunContext, weight_decay: float) -> None:
+def probe_head(model, ctx: RunContext, weight_decay: float, method: str = "lp") -> None:
     """Replace the model's head by the logistic-regression probe fit on frozen train features."""
     if not isinstance(model.head, torch.nn.Linear):  # e.g. a segmentation decoder: no per-image probe exists
         raise BenchmarkError(f"a linear probe needs a linear head; this model's head is a {type(model.head).__name__} "
                              f"(segmentation suites: use methods that fine-tune the head, e.g. ft, l2-sp, tpgm, ftp)")  # fmt: skip
     feats, labels = extract_features(model, ctx.train_loader, ctx.device, ctx.progress)
     w, b = fit_logistic_regression(feats, labels, ctx.num_classes, weight_decay)
+    # No training loop follows for lp, so nothing else would notice a diverged fit before it is evaluated.
+    if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+        raise BenchmarkError(f"{method}: the linear probe's fit gave non-finite weights (probe_wd={weight_decay!r}); "
+                             f"no record written")  # fmt: skip
     with torch.no_grad():
         model.head.weight.copy_(w.to(model.head.weight))
         model.head.bias.copy_(b.to(model.head.bias))
@@ -61,9 +65,13 @@ class LP(Method):
     tasks = ("classification",)  # a logistic-regression probe on pooled features has no per-pixel form
     HPARAMS = {"probe_wd": 1e-4}  # L2 on the probe weights; wise-ft sweeps C, we fix a mild value
 
+    @classmethod
+    def check(cls, hp):
+        check_range(cls.name, "probe_wd", hp["probe_wd"], 0)
+
     def setup(self, model, ctx):
         super().setup(model, ctx)
-        probe_head(model, ctx, self.hp["probe_wd"])
+        probe_head(model, ctx, self.hp["probe_wd"], self.name)
 
     def param_groups(self, model):
         return []  # nothing left to train: the harness skips the loop

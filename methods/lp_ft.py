@@ -9,7 +9,7 @@ uses scikit-learn logistic regression on frozen features).
 from __future__ import annotations
 
 from methods import METHODS
-from methods.base import Method
+from methods.base import Method, check_range
 from methods.lp import LP, probe_head
 
 
@@ -27,6 +27,10 @@ class LPFT(Method):
         "imagenet": {"lr": 3e-6},  # FT: 3e-5 (WiSE-FT CLIP recipe)
     }
 
+    @classmethod
+    def check(cls, hp):
+        check_range(cls.name, "probe_wd", hp["probe_wd"], 0)
+
     def setup(self, model, ctx):
         super().setup(model, ctx)
-        probe_head(model, ctx, self.hp["probe_wd"])
+        probe_head(model, ctx, self.hp["probe_wd"], self.name)

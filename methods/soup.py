@@ -28,7 +28,7 @@ import torch
 
 from benchmark.engine import accuracy, fit, predict
 from methods import METHODS
-from methods.base import Method, reestimate_bn, state_copy
+from methods.base import Method, check_range, reestimate_bn, state_copy
 
 State = dict[str, torch.Tensor]
 
@@ -74,6 +74,12 @@ class Soup(Method):
         # (model-soups hparam_info.json, 71 fine-tuned ViT-B/32). The paper averages buffers as they are.
         "imagenet": {"soup_lr_scales": (0.1, 3.0), "bn_reestimate_images": 0},
     }
+
+    @classmethod
+    def check(cls, hp):
+        for i, scale in enumerate(hp["soup_lr_scales"]):
+            check_range(cls.name, f"soup_lr_scales[{i}]", scale, 0, low_open=True)
+        check_range(cls.name, "bn_reestimate_images", hp["bn_reestimate_images"], 0)
 
     def setup(self, model, ctx):
         super().setup(model, ctx)

@@ -32,7 +32,7 @@ from torch.func import functional_call
 from benchmark.errors import BenchmarkError
 from benchmark.engine import autocast
 from methods import METHODS
-from methods.base import Method, is_head
+from methods.base import Method, check_range, is_head
 
 NORM_MODES = ("mars", "l2")
 
@@ -155,8 +155,9 @@ class TPGM(Method):
 
     @classmethod
     def check(cls, hp):
-        if hp["proj_freq"] < 0 or hp["max_iters"] < 1 or hp["posthoc_iters"] < 0:
-            raise BenchmarkError("tpgm: proj_freq and posthoc_iters must be >= 0, max_iters >= 1")
+        for key, low in (("proj_freq", 0), ("max_iters", 1), ("posthoc_iters", 0)):
+            check_range(cls.name, key, hp[key], low)
+        check_range(cls.name, "radius_lr", hp["radius_lr"], 0, low_open=True)
         if hp["proj_freq"] == 0 and hp["posthoc_iters"] == 0:
             raise BenchmarkError("tpgm: proj_freq=0 and posthoc_iters=0 is plain fine-tuning; set one of them")
         for key in ("norm_mode", "posthoc_norm_mode"):

@@ -23,7 +23,7 @@ import torch
 
 from benchmark.errors import BenchmarkError
 from methods import METHODS
-from methods.base import Method, reestimate_bn, state_copy
+from methods.base import Method, check_range, reestimate_bn, state_copy
 from methods.lp import LP, probe_head
 
 
@@ -59,11 +59,13 @@ class WiseFT(Method):
         alphas = hp["alphas"]
         if not alphas or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1 for a in alphas):
             raise BenchmarkError(f"wise-ft: alphas must be a non-empty list of values in [0, 1], got {alphas!r}")
+        check_range(cls.name, "probe_wd", hp["probe_wd"], 0)
+        check_range(cls.name, "bn_reestimate_images", hp["bn_reestimate_images"], 0)
 
     def setup(self, model, ctx):
         super().setup(model, ctx)
         if not ctx.head_is_pretrained:
-            probe_head(model, ctx, self.hp["probe_wd"])
+            probe_head(model, ctx, self.hp["probe_wd"], self.name)
         self.theta0 = state_copy(model)  # after the probe: theta0 holds the probed head
 
     def finalize(self, model):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -11,6 +13,7 @@ from tqdm import tqdm
 
 from benchmark.errors import BenchmarkError
 from benchmark.engine.loaders import autocast, loader
+from benchmark.files import atomic_writer
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -49,8 +52,8 @@ def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: boo
     optimizer = make_optimizer(groups, hp)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, hp.get("warmup_steps", 0)))
     start_epoch = 0
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = load_checkpoint(checkpoint, device) if checkpoint.is_file() else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -94,7 +97,25 @@ def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: boo
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    # Fsynced before the rename: a crash or a full disk leaves the previous checkpoint, never half of one.
+    with atomic_writer(path) as f:
+        torch.save(state, f)
+
+
+def load_checkpoint(path: Path, device) -> dict | None:
+    """The state saved at `path`, or None when the file is damaged or holds more than tensors, containers and
+    numbers: it is then moved aside (kept, never deleted), named in one line, and training starts afresh
+    (the one checkpoint is the only saved state, and rerunning from scratch costs time, not results)."""
+    try:
+        # weights_only: a planted pickle (e.g. a __reduce__ payload) is refused instead of executed.
+        return torch.load(path, map_location=device, weights_only=True)
+    except OSError as e:  # unreadable (permissions, I/O): not evidence of damage, so the file stays
+        raise BenchmarkError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    except pickle.UnpicklingError:
+        why = "refused (it holds objects other than tensors, containers and numbers, or is garbled; none of it was run)"
+    except Exception as e:  # truncated or empty (crash or full disk while saving), or otherwise garbled
+        why = f"damaged ({type(e).__name__}: {str(e).split('. ')[0] or 'no data'})"
+    aside = path.with_name(f"{path.name}.damaged-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}")
+    os.replace(path, aside)
+    tqdm.write(f"checkpoint {path} {why}; moved to {aside.name}, training restarts from epoch 1")
+    return None

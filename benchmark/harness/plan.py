@@ -16,9 +16,11 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from benchmark.data import SUITES
+from benchmark.engine.loop import OPTIMIZERS
 from benchmark.errors import BenchmarkError
 from benchmark.report import records
 from methods import METHODS
+from methods.base import check_range
 
 DEFAULT_SUITE = "fmnist-c"
 # The training budget of a suite's recipe: optimizer, lr schedule, length, batch size and clipping.
@@ -80,8 +82,24 @@ def resolve_hparams(suite: str, method_cls, overrides: dict) -> dict:
         raise BenchmarkError(f"unknown hyper-parameter(s) {sorted(unknown)} for {method_cls.name}; valid: {', '.join(sorted(hp))}")
     for key, value in overrides.items():
         hp[key] = coerce(key, hp[key], value)
+    check_recipe(method_cls.name, hp)
     method_cls.check(hp)
     return hp
+
+
+def check_recipe(owner: str, hp: dict) -> None:
+    """The shared recipe keys' valid ranges. Checked for every method, those that train nothing (lp, zeroshot)
+    included, so that no value is accepted that would train wrongly (gradient ascent, zero epochs) or not at all."""
+    if hp["optimizer"] not in OPTIMIZERS:
+        raise BenchmarkError(f"{owner}: optimizer={hp['optimizer']!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
+    check_range(owner, "lr", hp["lr"], 0, low_open=True)
+    check_range(owner, "weight_decay", hp["weight_decay"], 0)
+    check_range(owner, "grad_clip", hp["grad_clip"], 0)  # 0 = no clipping
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        check_range(owner, key, hp[key], 1)
+    check_range(owner, "warmup_steps", hp["warmup_steps"], 0)
+    if "momentum" in hp:  # SGD recipes only
+        check_range(owner, "momentum", hp["momentum"], 0, 1, high_open=True)
 
 
 def departures(suite: str, method_cls, hp: dict, overridden=()) -> dict:
@@ -119,8 +137,8 @@ def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), imag
     if unused:
         raise BenchmarkError(f"no selected method has hyper-parameter(s) {sorted(unused)}")
     # The image size and data sizes are part of the budget too; only the user can change them.
-    asked = {"image_size": (image_size, spec.image_size)} if image_size else {}
-    asked.update({f"sizes.{k}": (v, spec.sizes[k]) for k, v in sizes.items()})
+    asked = {"image_size": (image_size, spec.image_size)} if image_size is not None else {}
+    asked.update({f"sizes.{k}": (resolved_sizes[k], spec.sizes[k]) for k in sizes})
     own_budget = {k: {"value": v, "suite": default, "source": OVERRIDE_SOURCE} for k, (v, default) in asked.items() if v != default}
     runs = []
     for cls in method_classes:
@@ -129,7 +147,7 @@ def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), imag
         differs = {**departures(suite, cls, hp, overridden=mine), **own_budget}
         for seed in seeds:
             cfg = RunConfig(suite=suite, method=cls.name, backbone=backbone or spec.backbone, seed=seed,
-                            image_size=image_size or spec.image_size, hparams=hp, sizes=sizes)  # fmt: skip
+                            image_size=spec.image_size if image_size is None else image_size, hparams=hp, sizes=sizes)  # fmt: skip
             runs.append(PlannedRun(cfg, differs, resolved_sizes))
     return runs
 

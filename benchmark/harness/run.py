@@ -1,6 +1,7 @@
 """One run = (suite, method, backbone, seed, hparams): build, fit, finalize, evaluate every variant, record."""
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,19 @@ def prepare_suite(cfg: RunConfig, data_root, progress=True, workers=2) -> Suite:
     return build_suite(cfg.suite, options)
 
 
+def non_finite(tensor: torch.Tensor) -> bool:
+    return tensor.is_floating_point() and not torch.isfinite(tensor).all()
+
+
+def check_finite(method: str, where: str, tensors, exempt: set) -> None:
+    """Refuse NaN/Inf in named tensors, except those in `exempt`. The loop checks only the loss, before each
+    step: a last step, a closed-form fit, a projection or an average that breaks the weights would otherwise
+    be evaluated at chance and recorded as done."""
+    for name, tensor in tensors:
+        if name not in exempt and non_finite(tensor):
+            raise BenchmarkError(f"{method}: non-finite values {where} (first: {name}); no record written")
+
+
 def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, departures: dict | None = None,
             rerun: bool = False) -> Outcome:
     """Run one config unless its record exists (with rerun: run it again and supersede that record); resumes
@@ -53,6 +67,8 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
     dev = default_device()
     # channels_last: ~1.7x faster CNN training and eval on CPU (measured on Lite0), no effect on 2-D weights.
     model = built.model.to(dev, memory_format=torch.channels_last)
+    # Buffers that are non-finite by design (CLIP's causal attention mask is -inf above the diagonal).
+    exempt = {name for name, buffer in model.named_buffers() if non_finite(buffer)}
     hp = cfg.hparams
     ctx = RunContext(train_loader=loader(suite.train, hp["eval_batch_size"]),
                      selection_loader=loader(suite.selection, hp["batch_size"], shuffle=True,
@@ -65,8 +81,13 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
     method.setup(model, ctx)
     checkpoint = ctx.checkpoint
     curves = fit(model, method, ctx, hp, suite.train, checkpoint, progress)
+    # The checkpoint stays when a check fails, for a look at what went wrong.
+    check_finite(cfg.method, "after training", itertools.chain(model.named_parameters(), model.named_buffers()), exempt)
+    variants = method.finalize(model)
+    for variant, state in variants.items():  # all before any is evaluated: evaluation is the slow part
+        check_finite(cfg.method, f"in variant {variant}", state.items(), exempt)
     rows = []
-    for variant, state in method.finalize(model).items():
+    for variant, state in variants.items():
         model.load_state_dict(state)
         for row in evaluate(model, suite.all_evals(), dev, hp["eval_batch_size"], desc=f"eval {variant}", progress=progress):
             rows.append({"variant": variant, **row})
