@@ -54,10 +54,42 @@ def projection_ratio(gamma: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
     return F.hardtanh(gamma / (norms + 1e-8), 0.0, 1.0)
 
 
-def endless(loader):
-    """Batches of a loader, re-iterated (and so reshuffled) whenever it runs out."""
-    while True:
-        yield from loader
+class HeldOutStream:
+    """Batches of a loader, re-iterated (and so reshuffled) whenever it runs out, whose position survives a
+    checkpoint: the loader's generator state when the current pass began and the batches drawn since. A
+    resumed run replays the pass up to there (at most one pass over the selection split), so its radius steps
+    see exactly the batches an uninterrupted run would have."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.generator = getattr(loader, "generator", None)  # None: a fixed order (e.g. a list of batches)
+        self.batches, self.pass_start, self.drawn = None, None, 0
+
+    def __next__(self):
+        while True:
+            if self.batches is None:
+                self.pass_start = self.generator.get_state() if self.generator is not None else None
+                self.batches, self.drawn = iter(self.loader), 0
+            try:
+                batch = next(self.batches)
+            except StopIteration:
+                self.batches = None
+                continue
+            self.drawn += 1
+            return batch
+
+    def state_dict(self) -> dict:
+        return {"pass_start": self.pass_start, "drawn": self.drawn} if self.batches is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if state["pass_start"] is not None:
+            self.generator.set_state(state["pass_start"])
+        self.pass_start, self.batches = state["pass_start"], iter(self.loader)
+        for _ in range(state["drawn"]):
+            next(self.batches)
+        self.drawn = state["drawn"]
 
 
 class RadiusProjection:
@@ -168,7 +200,7 @@ class TPGM(Method):
         super().setup(model, ctx)
         hp = self.hp
         self.reference = ctx.reference
-        self.batches = endless(ctx.selection_loader)
+        self.batches = HeldOutStream(ctx.selection_loader)
         self.per_step = None
         if hp["proj_freq"]:
             self.per_step = RadiusProjection(self.projected_names(model, hp["exclude_head"]), hp["norm_mode"],
@@ -211,9 +243,10 @@ class TPGM(Method):
         return variants
 
     def state_dict(self):
-        # The held-out batch stream restarts on resume (batches are i.i.d. draws from the selection split).
-        return {"radii": self.per_step.state_dict()} if self.per_step is not None else {}
+        state = {"held_out": self.batches.state_dict()}
+        return {**state, "radii": self.per_step.state_dict()} if self.per_step is not None else state
 
     def load_state_dict(self, state):
+        self.batches.load_state_dict(state.get("held_out", {}))
         if self.per_step is not None and "radii" in state:
             self.per_step.load_state_dict(state["radii"])

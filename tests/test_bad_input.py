@@ -6,6 +6,8 @@ import pytest
 from benchmark.__main__ import main
 from helpers import TINY_SIZES, tiny_run
 
+pytestmark = pytest.mark.faults  # the fault suite: `pytest -m faults`
+
 
 @pytest.mark.parametrize("argv, message", [
     (["--size", "n_train=-5"], "--size n_train=-5 (fmnist-c): expects a whole number >= 1"),

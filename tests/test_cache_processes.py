@@ -8,6 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.faults  # the fault suite: `pytest -m faults`
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = """
 import sys, numpy as np

@@ -14,6 +14,8 @@ from methods import METHODS
 from method_smoke import run_smoke
 from tests.clip_ctx import tiny_clip_context
 
+pytestmark = pytest.mark.faults  # the fault suite: `pytest -m faults`
+
 
 def results(record: dict):
     return [(r["variant"], r["eval"], r["value"]) for r in record["evals"]], record["curves"]
@@ -97,12 +99,9 @@ def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 
 # Every method that trains on the tiny CNN suite (lp and zeroshot have no training loop, hence no checkpoint).
 TRAINED = ["ft", "tpgm", "ftp", "l2-sp", "fsr", "lp-ft", "wise-ft", "soup"]
-RESUME_XFAIL = {"tpgm": "TPGM's held-out batch stream restarts on resume (methods/tpgm.py state_dict), so the "
-                        "radii updates after a resume differ from an uninterrupted run"}  # fmt: skip
 
 
-@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.xfail(reason=RESUME_XFAIL[m], strict=True))
-                                    if m in RESUME_XFAIL else m for m in TRAINED])  # fmt: skip
+@pytest.mark.parametrize("method", TRAINED)
 def test_every_method_resumes_from_a_weights_only_checkpoint_exactly(method, tmp_path, monkeypatch, capsys):
     # Batch 4: two selection batches, so a held-out stream that restarts on resume would show.
     hp = {"epochs": 2, "batch_size": 4}

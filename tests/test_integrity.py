@@ -14,6 +14,8 @@ from helpers import tiny_run
 from methods import METHODS, lp
 from methods.base import Method
 
+pytestmark = pytest.mark.faults  # the fault suite: `pytest -m faults`
+
 
 def one_line_error(capsys) -> str:
     err = capsys.readouterr().err

@@ -3,8 +3,12 @@ out of the table, visibly, instead of blocking every table or corrupting it; a m
 its row says so."""
 import json
 
+import pytest
+
 from benchmark.__main__ import main
 from benchmark.report import leaderboard, records
+
+pytestmark = pytest.mark.faults  # the fault suite: `pytest -m faults`
 
 
 def record(method, seed, ood=None, value=0.8):
