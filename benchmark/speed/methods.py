@@ -83,7 +83,8 @@ def model_bytes(model) -> int:
 def extra_copies(method, ctx, model) -> float:
     skip = {t.untyped_storage().data_ptr() for t in itertools.chain(model.parameters(), model.buffers())}
     state = {k: v for k, v in vars(method).items() if k != "ctx"}  # ctx also holds the loaders and the model
-    held = held_bytes([state, ctx.reference], skip)
+    borrowed = {id(ctx.train_loader), id(ctx.selection_loader)}  # the run's data, which a method may hold a handle to
+    held = held_bytes([state, ctx.reference], skip, seen=borrowed)
     return held / model_bytes(model)
 
 
