@@ -73,3 +73,39 @@ def test_workers_die_with_a_killed_builder(tmp_path):
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert not left, "corruption workers outlived their killed parent"
+
+
+def test_the_cache_is_keyed_on_the_clean_sets_content(tmp_path):
+    import numpy as np
+
+    from benchmark.corruption.cache import FileImages, content_key
+
+    images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    repaired = images.copy()
+    repaired[1, 5, 5, 0] ^= 1  # one pixel of one image: another copy of the data
+    assert content_key(images) == content_key(images.copy()) != content_key(repaired)
+    assert content_key(list(images)) != content_key(list(repaired))
+    paths = [tmp_path / f"{i}.png" for i in range(2)]
+    for p in paths:
+        p.write_bytes(b"png")
+    before = content_key(FileImages(paths))
+    paths[0].write_bytes(b"another png")  # replaced by a repaired download
+    assert content_key(FileImages(paths)) != before
+
+
+def test_a_repaired_fashion_mnist_copy_gets_its_own_corrupted_sets(tmp_path, monkeypatch):
+    from benchmark.data import fmnist
+    from helpers import tiny_run
+
+    monkeypatch.setenv("OODBENCH_CACHE", str(tmp_path / "cache"))
+    assert tiny_run(tmp_path / "a") == 0
+    load = fmnist.load_split
+
+    def repaired(files, split):
+        images, labels = load(files, split)
+        return (255 - images, labels) if split == "test" else (images, labels)
+
+    monkeypatch.setattr(fmnist, "load_split", repaired)
+    assert tiny_run(tmp_path / "b") == 0
+    sets = sorted(p.name for p in (tmp_path / "cache" / "fmnist-c").iterdir())
+    assert len(sets) == 2  # one per copy of the data, never shared

@@ -54,6 +54,24 @@ class FileImages:
             raise BenchmarkError(f"cannot read image {self.paths[i]}: {e}") from None
 
 
+def content_key(clean) -> str:
+    """A clean set's name by what it is: its pixels (arrays in memory) or its files' paths, sizes and
+    modification times (photos on disk). A cache keyed on it never pairs a different or repaired copy of the
+    data with another copy's corrupted sets."""
+    digest = hashlib.sha256()
+    if isinstance(clean, FileImages):
+        for path in clean.paths:
+            try:
+                st = path.stat()
+            except OSError as e:
+                raise BenchmarkError(f"cannot read image {path}: {e.strerror}") from None
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    else:
+        for image in (clean if isinstance(clean, list) else [clean]):
+            digest.update(repr((image.shape, str(image.dtype))).encode() + np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def limit_threads() -> None:
     """One thread per worker process: parallelism comes from processes, and timings stay per core."""
     import cv2

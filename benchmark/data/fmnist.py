@@ -7,14 +7,13 @@ and corrupted eval images follow the same pipeline.
 from __future__ import annotations
 
 import gzip
-import hashlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from benchmark.corruption import corruptions
-from benchmark.corruption.cache import CorruptionCache
+from benchmark.corruption.cache import CorruptionCache, content_key
 from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import ArrayDataset, EvalSet, Suite, disjoint_split
 from benchmark.data.cards import count, fact, location
@@ -137,8 +136,7 @@ def fmnist_c(opts: SuiteOptions) -> Suite:
     size = sizes["corrupt_size"]
     test_rgb = to_rgb(test_x[test_idx], size)
     ood_clean = test_rgb[: sizes["n_ood"]]
-    key = hashlib.sha256(repr((size, seed, test_idx[: sizes["n_ood"]].tolist())).encode()).hexdigest()[:16]
-    cache = CorruptionCache(opts.cache_dir / "fmnist-c" / key, ood_clean)
+    cache = CorruptionCache(opts.cache_dir / "fmnist-c" / content_key(ood_clean), ood_clean)
     pairs = [(c, s) for c in sizes["corruptions"] for s in sizes["severities"]]
     corrupted = cache.load(pairs, opts.workers, opts.progress)
 

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from benchmark.data import segmentation
-from benchmark.corruption.cache import CorruptionCache, FileImages, _decode
+from benchmark.corruption.cache import CorruptionCache, FileImages, _decode, content_key
 from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import EvalSet, Suite, disjoint_split
 from benchmark.data.cards import count, location
@@ -259,8 +259,7 @@ def build(name: str, classnames: list[str], train: tuple, val: tuple, reader, op
         return SegDataset(FileImages(images), MaskFiles(masks, reader), opts.train_transform if train else opts.eval_transform, flip=train)
 
     ood_images = FileImages([p for p, _ in ood_pairs])
-    key = hashlib.sha256("\n".join(map(str, ood_images.paths)).encode()).hexdigest()[:16]
-    cache = CorruptionCache(opts.cache_dir / name / key, ood_images, shard_size=64)
+    cache = CorruptionCache(opts.cache_dir / name / content_key(ood_images), ood_images, shard_size=64)
     pairs = [(c, s) for c in sizes["corruptions"] for s in sizes["severities"]]
     cache.build(pairs, opts.workers, opts.progress)
     ood_masks = MaskFiles([m for _, m in ood_pairs], reader)

@@ -14,13 +14,12 @@ first ``n_ood`` val images under each imagecorruptions corruption (fog first); m
 """
 from __future__ import annotations
 
-import hashlib
 
 import numpy as np
 from PIL import Image
 
 from benchmark.data import segmentation
-from benchmark.corruption.cache import CorruptionCache
+from benchmark.corruption.cache import CorruptionCache, content_key
 from benchmark.data import SuiteOptions, register_suite
 from benchmark.data import fmnist
 from benchmark.data.base import EvalSet, Suite
@@ -134,9 +133,9 @@ def segproxy(opts: SuiteOptions) -> Suite:
     val_images, val_masks = make(test_x, test_y, val_idx, "val", 2)
 
     n_ood = sizes["n_ood"]
-    key = hashlib.sha256(repr((size, seed, n_ood, sizes["n_val"], photo_names(), BANDS, CROP, THRESHOLD)).encode()).hexdigest()[:16]
     pairs = [(c, s) for c in sizes["corruptions"] for s in sizes["severities"]]
-    corrupted = CorruptionCache(opts.cache_dir / "segproxy" / key, val_images[:n_ood]).load(pairs, opts.workers, opts.progress)
+    clean = val_images[:n_ood]
+    corrupted = CorruptionCache(opts.cache_dir / "segproxy" / content_key(clean), clean).load(pairs, opts.workers, opts.progress)
 
     def ds(images, masks, train=False):
         return SegDataset(images, masks, opts.train_transform if train else opts.eval_transform, flip=train)
