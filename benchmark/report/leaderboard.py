@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -252,8 +251,6 @@ def render(suite: str, records: list[dict], rejected=()) -> tuple[str, pd.DataFr
 
 def write(results: Path, suite: str) -> tuple[Path, str]:
     records, rejected = scan_records(results, suite)
-    for _, why in rejected:
-        print(f"warning: {why}", file=sys.stderr)
     text, csv = render(suite, records, rejected)
     md_path = Path(results) / f"{suite}.md"
     atomic_write_bytes(md_path, text.encode())

@@ -126,8 +126,8 @@ def problem_of(record: dict, path: Path) -> str | None:
 
 
 def scan_records(results: Path, suite: str) -> tuple[list[dict], list[tuple[Path, str]]]:
-    """The suite's current records that can be tabulated, and (path, why) for those that cannot.
-    Superseded records are kept apart and not read."""
+    """The suite's current records that can be tabulated, and (path, why) for those that cannot, each named
+    in a one-line warning. Superseded records are kept apart and not read."""
     good, bad = [], []
     for path in sorted((Path(results) / "runs" / suite).glob("*.json")):
         try:
@@ -140,15 +140,14 @@ def scan_records(results: Path, suite: str) -> tuple[list[dict], list[tuple[Path
             bad.append((path, f"record {path} left out: {problem}"))
         else:
             good.append(record)
+    for _, why in bad:
+        print(f"warning: {why}", file=sys.stderr)
     return good, bad
 
 
 def load_records(results: Path, suite: str) -> list[dict]:
-    """The suite's records that can be tabulated; each one left out is named in a one-line warning."""
-    good, bad = scan_records(results, suite)
-    for _, why in bad:
-        print(f"warning: {why}", file=sys.stderr)
-    return good
+    """The suite's records that can be tabulated (each one left out is named in a one-line warning)."""
+    return scan_records(results, suite)[0]
 
 
 def source_files() -> list[tuple[str, Path]]:
