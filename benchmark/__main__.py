@@ -51,7 +51,7 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from benchmark.harness.plan import plan
-    from benchmark.harness.run import execute, prepare_suite
+    from benchmark.harness.run import execute, existing_record, prepare_suite
     from benchmark.report import leaderboard, records
     from benchmark.resources import cache_root
 
@@ -77,6 +77,9 @@ def cmd_run(args) -> int:
     print(f"results: {args.results} ({free['results'] / 2**30:.1f} GiB free); cache: {cache_root()} "
           f"({free['cache'] / 2**30:.1f} GiB free)", flush=True)  # fmt: skip
     suite = prepare_suite(runs[0].config, args.data_root, progress=not args.no_progress, workers=args.workers)
+    if not args.rerun:  # a record from other data stops the request before anything trains
+        for run in runs:
+            existing_record(run.config, suite, args.results)
     for i, run in enumerate(runs, 1):
         cfg = run.config
         outcome = execute(cfg, suite, args.results, progress=not args.no_progress, departures=run.departures,

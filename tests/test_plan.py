@@ -71,7 +71,15 @@ def test_command_line_budget_overrides_are_departures_of_their_own():
     (run,) = plan("fmnist-c", ["ft"], image_size=32, sizes={"n_train": 500, "n_test": 1000})
     assert run.departures == {"image_size": {"value": 32, "suite": 64, "source": OVERRIDE_SOURCE},
                               "sizes.n_train": {"value": 500, "suite": 2000, "source": OVERRIDE_SOURCE}}  # fmt: skip
-    assert run.sizes["n_train"] == 500 and run.sizes["n_selection"] == 500
+    assert run.config.sizes["n_train"] == 500 and run.config.sizes["n_selection"] == 500
+
+
+def test_run_id_hashes_the_sizes_the_run_uses_not_how_they_were_asked_for():
+    (default,) = plan("fmnist-c", ["ft"])
+    (same,) = plan("fmnist-c", ["ft"], sizes={"n_train": 2000, "corruptions": ",".join(default.config.sizes["corruptions"])})
+    (other,) = plan("fmnist-c", ["ft"], sizes={"n_train": 1999})
+    assert same.config.run_id == default.config.run_id and same.departures == default.departures == {}
+    assert other.config.run_id != default.config.run_id
 
 
 def test_method_names_come_from_registration_keys_and_tables_use_the_declared_order():
@@ -102,7 +110,7 @@ def test_dry_run_on_domainnet_needs_no_data_and_shows_one_budget(tmp_path, capsy
         budget = {k: d["hparams"][k] for k in BUDGET_KEYS}
         expected = {k: d["departures"][k]["value"] if k in d["departures"] else recipe[k] for k in BUDGET_KEYS}
         assert budget == expected
-        cfg = RunConfig(d["suite"], d["method"], d["backbone"], d["seed"], d["image_size"], d["hparams"], {})
+        cfg = RunConfig(d["suite"], d["method"], d["backbone"], d["seed"], d["image_size"], d["hparams"], d["sizes"])
         assert d["run_id"] == cfg.run_id
     departing = {d["method"] for d in lines if d["departures"]}
     assert departing == {"lipsum-ft"}  # Lipsum-FT's own AdamW schedule, declared

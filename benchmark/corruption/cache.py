@@ -44,6 +44,9 @@ class FileImages:
     def __len__(self):
         return len(self.paths)
 
+    def sources(self):
+        return self.paths
+
     def __getitem__(self, i):
         if isinstance(i, slice):
             return FileImages(self.paths[i])

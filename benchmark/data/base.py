@@ -8,12 +8,18 @@ A suite is built from one or more dataset adapters. Roles:
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from benchmark.errors import BenchmarkError
 
 ROLES = ("id", "ood", "selection")
 # Segmentation masks: 255 is "void" on disk and in the metric (never scored); datasets hand the loss -100,
@@ -99,6 +105,15 @@ class Suite:
     def num_classes(self) -> int:
         return len(self.classnames)
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """What the suite was built from, by content: written into every record, so that a record made from
+        another copy of the data is never taken for this copy's (see data_fingerprint)."""
+        parts = [self.classnames, "train", self.train, "selection", self.selection]
+        for e in self.evals:
+            parts += [e.name, e.role, e.dataset]
+        return data_fingerprint(parts)
+
     def all_evals(self) -> list[EvalSet]:
         """Reported eval sets plus the selection split (scored for every variant, used only to choose)."""
         metric = "miou" if self.task == "segmentation" else "acc"
@@ -116,6 +131,9 @@ class ArrayDataset(Dataset):
     def __len__(self):
         return len(self.images)
 
+    def sources(self):
+        return self.images, self.labels
+
     def __getitem__(self, i):
         from PIL import Image
 
@@ -128,3 +146,43 @@ def disjoint_split(n: int, n_holdout: int, seed: int) -> tuple[np.ndarray, np.nd
         raise ValueError(f"holdout size {n_holdout} must be in (0, {n})")
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_holdout:]), np.sort(perm[:n_holdout])
+
+
+def data_fingerprint(parts) -> str:
+    """A hash of data by content, cheap enough to take on every run: arrays and tensors by their bytes, files
+    by their path below the files' common folder and their size (a stat, never a decode), names by their
+    text. Datasets give their parts through a ``sources()`` method. Moving or copying the data keeps the
+    fingerprint; a different, repaired or re-sized copy changes it."""
+    flat: list = []
+    stack = [parts]
+    while stack:  # depth first, in order (ImageNet's 1.28M paths would overflow a recursion)
+        item = stack.pop()
+        if hasattr(item, "sources"):
+            stack.append(list(item.sources()))
+        elif isinstance(item, torch.utils.data.TensorDataset):
+            stack.append(list(item.tensors))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif isinstance(item, (Path, str, np.ndarray)):
+            flat.append(item)
+        elif isinstance(item, torch.Tensor):
+            flat.append(item.numpy(force=True))
+        else:
+            raise TypeError(f"cannot fingerprint a {type(item).__name__}: give it a sources() method")
+    paths = [item for item in flat if isinstance(item, Path)]
+    root = os.path.commonpath(paths) if paths else ""
+    digest = hashlib.sha256()
+    for item in flat:
+        if isinstance(item, Path):
+            try:
+                size = item.stat().st_size
+            except OSError as e:
+                raise BenchmarkError(f"cannot read {item}: {e.strerror}") from None
+            digest.update(f"F{os.path.relpath(item, root)}\0{size}\n".encode())
+        elif isinstance(item, str):
+            digest.update(f"S{item}\n".encode())
+        else:
+            array = np.ascontiguousarray(item)
+            digest.update(f"A{array.shape}{array.dtype.str}\n".encode())
+            digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+    return digest.hexdigest()[:16]

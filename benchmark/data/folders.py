@@ -80,6 +80,9 @@ class ImageListDataset(Dataset):
     def __len__(self):
         return len(self.samples)
 
+    def sources(self):
+        return [Path(p) for p, _ in self.samples], np.asarray(self.targets, dtype=np.int64)
+
     def __getitem__(self, i):
         path, label = self.samples[i]
         return self.transform(load_rgb(path, self.crop)), label

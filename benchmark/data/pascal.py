@@ -121,6 +121,9 @@ class MaskFiles:
     def __len__(self):
         return len(self.paths)
 
+    def sources(self):
+        return self.paths
+
     def __getitem__(self, i):
         return self.reader(self.paths[i])
 
@@ -129,11 +132,15 @@ class CachedImages:
     """One corrupted set of the on-disk cache, read one shard at a time (a whole PASCAL set is GBs)."""
 
     def __init__(self, cache: CorruptionCache, corruption: str, severity: int):
-        self.cache, self.shards = cache, cache.shards(corruption, severity)
+        self.cache, self.shards, self.corruption = cache, cache.shards(corruption, severity), f"{corruption}@{severity}"
         self._loaded: tuple[int, list] | None = None
 
     def __len__(self):
         return self.cache.n
+
+    def sources(self):
+        # Its clean images and the corruption: the cache is keyed on those, so its shards are not read here.
+        return self.cache.clean, self.corruption
 
     def __getitem__(self, i):
         k = i // self.cache.shard_size

@@ -46,6 +46,9 @@ class SegDataset(Dataset):
             raise ValueError("images and masks differ in length")
         self.images, self.masks, self.transform, self.flip = images, masks, transform, flip
 
+    def sources(self):
+        return self.images, self.masks
+
     def __len__(self):
         return len(self.images)
 

@@ -36,7 +36,7 @@ class RunConfig:
     seed: int
     image_size: int
     hparams: dict
-    sizes: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)  # resolved: the suite's defaults with the overrides applied
     pretrained: bool = True
 
     def to_dict(self) -> dict:
@@ -53,14 +53,13 @@ class PlannedRun:
     config: RunConfig
     # Budget keys where this run differs from its suite's recipe: {key: {value, suite, source}}.
     departures: dict
-    sizes: dict  # the suite's sizes with the overrides applied (what the run will use)
 
     def describe(self, results) -> dict:
         """One line of `benchmark run --dry-run`."""
         cfg = self.config
         path = records.record_path(results, cfg.suite, cfg.run_id)
         return {"suite": cfg.suite, "method": cfg.method, "backbone": cfg.backbone, "seed": cfg.seed,
-                "image_size": cfg.image_size, "hparams": cfg.hparams, "sizes": self.sizes,
+                "image_size": cfg.image_size, "hparams": cfg.hparams, "sizes": cfg.sizes,
                 "departures": self.departures, "run_id": cfg.run_id, "record_exists": path.exists(),
                 "record": str(path)}  # fmt: skip
 
@@ -147,7 +146,7 @@ def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), imag
         differs = {**departures(suite, cls, hp, overridden=mine), **own_budget}
         for seed in seeds:
             cfg = RunConfig(suite=suite, method=cls.name, backbone=backbone or spec.backbone, seed=seed,
-                            image_size=spec.image_size if image_size is None else image_size, hparams=hp, sizes=sizes)  # fmt: skip
-            runs.append(PlannedRun(cfg, differs, resolved_sizes))
+                            image_size=spec.image_size if image_size is None else image_size, hparams=hp, sizes=resolved_sizes)  # fmt: skip
+            runs.append(PlannedRun(cfg, differs))
     return runs
 

@@ -47,6 +47,20 @@ def check_finite(method: str, where: str, tensors, exempt: set) -> None:
             raise BenchmarkError(f"{method}: non-finite values {where} (first: {name}); no record written")
 
 
+def existing_record(cfg: RunConfig, suite: Suite, results: Path) -> dict | None:
+    """The record of this config, if one exists and was made from this copy of the data; one made from other
+    data is an error, never a skip (its numbers are not this data's)."""
+    path = records.record_path(results, cfg.suite, cfg.run_id)
+    if not path.exists():
+        return None
+    record = records.read_record(path)
+    if record.get("data") != suite.fingerprint:
+        raise BenchmarkError(f"{path} was made from other data (fingerprint {record.get('data') or 'none'}; this copy: "
+                             f"{suite.fingerprint}): --rerun replaces it (the old record moves to superseded/), "
+                             f"or give another --results")  # fmt: skip
+    return record
+
+
 def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, departures: dict | None = None,
             rerun: bool = False) -> Outcome:
     """Run one config unless its record exists (with rerun: run it again and supersede that record); resumes
@@ -55,7 +69,7 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
     path = records.record_path(results, cfg.suite, run_id)
     supersede = path.exists()
     if supersede and not rerun:
-        return Outcome(run_id, path, "skipped", records.read_record(path))
+        return Outcome(run_id, path, "skipped", existing_record(cfg, suite, results))
     method_cls = METHODS.get(cfg.method)
     if suite.task not in method_cls.tasks:
         raise BenchmarkError(f"method {cfg.method} supports {'/'.join(method_cls.tasks)} suites only; {cfg.suite} is a {suite.task} suite")
@@ -92,7 +106,7 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
         for row in evaluate(model, suite.all_evals(), dev, hp["eval_batch_size"], desc=f"eval {variant}", progress=progress):
             rows.append({"variant": variant, **row})
     record = {
-        "run_id": run_id, "config": cfg.to_dict(), "seed": cfg.seed, "departures": departures or {},
+        "run_id": run_id, "config": cfg.to_dict(), "seed": cfg.seed, "data": suite.fingerprint, "departures": departures or {},
         "code": records.code_identity(), "versions": records.library_versions(), "device": str(dev), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(time.time() - started, 2), "suite_notes": suite.notes, "evals": rows, "curves": curves,
     }  # fmt: skip
