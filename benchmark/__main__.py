@@ -49,11 +49,37 @@ def cmd_list(args) -> int:
     return 0
 
 
+def check_seeds(seeds) -> None:
+    bad = [s for s in seeds if not 0 <= s < 2**32]
+    if bad:
+        raise BenchmarkError(f"--seed {bad[0]}: seeds are whole numbers from 0 to 2**32 - 1")
+
+
+def run_and_report(groups, args, suites) -> None:
+    """Check the results and cache folders, then run the planned groups, one line per run."""
+    from benchmark.harness.run import run_groups
+    from benchmark.report import records
+    from benchmark.resources import cache_root
+
+    folders = [("results", Path(args.results) / "runs" / suite) for suite in suites] + [("cache", cache_root())]
+    free = {what: records.writable_folder(folder, what) for what, folder in folders}
+    print(f"results: {args.results} ({free['results'] / 2**30:.1f} GiB free); cache: {cache_root()} "
+          f"({free['cache'] / 2**30:.1f} GiB free)", flush=True)  # fmt: skip
+    rerun = getattr(args, "rerun", False)
+    total = sum(map(len, groups))
+    for i, (run, outcome) in enumerate(run_groups(groups, args.results, args.data_root, args.workers,
+                                                  not args.no_progress, rerun), 1):  # fmt: skip
+        cfg = run.config
+        verb = {"skipped": "exists, skipped (--rerun runs it again)",
+                "superseded": f"done in {outcome.record['wall_s']:.0f}s, superseding the old record"}.get(
+            outcome.status, f"done in {outcome.record['wall_s']:.0f}s")  # fmt: skip
+        where = f"{cfg.suite} " if len(suites) > 1 else ""
+        print(f"[{i}/{total}] {where}{cfg.method} seed {cfg.seed}: {outcome.run_id} {verb} -> {outcome.path}", flush=True)
+
+
 def cmd_run(args) -> int:
     from benchmark.harness.plan import plan
-    from benchmark.harness.run import execute, existing_record, prepare_suite
-    from benchmark.report import leaderboard, records
-    from benchmark.resources import cache_root
+    from benchmark.report.publish import publish
 
     overrides = parse_assignments(args.set, "set")
     if args.epochs is not None:
@@ -62,9 +88,7 @@ def cmd_run(args) -> int:
         overrides["epochs"] = args.epochs
     if args.image_size is not None and args.image_size < 1:
         raise BenchmarkError(f"--image-size must be a positive number of pixels, got {args.image_size}")
-    bad_seeds = [s for s in args.seed if not 0 <= s < 2**32]
-    if bad_seeds:
-        raise BenchmarkError(f"--seed {bad_seeds[0]}: seeds are whole numbers from 0 to 2**32 - 1")
+    check_seeds(args.seed)
     runs = plan(args.suite, args.method, args.backbone, args.seed, args.image_size, overrides,
                 parse_assignments(args.size, "size"))  # fmt: skip
     if args.dry_run:
@@ -72,35 +96,22 @@ def cmd_run(args) -> int:
             print(json.dumps(run.describe(args.results), default=list))
         return 0
     started = time.time()
-    free = {what: records.writable_folder(folder, what) for what, folder in
-            (("results", Path(args.results) / "runs" / args.suite), ("cache", cache_root()))}  # fmt: skip
-    print(f"results: {args.results} ({free['results'] / 2**30:.1f} GiB free); cache: {cache_root()} "
-          f"({free['cache'] / 2**30:.1f} GiB free)", flush=True)  # fmt: skip
-    suite = prepare_suite(runs[0].config, args.data_root, progress=not args.no_progress, workers=args.workers)
-    if not args.rerun:  # a record from other data stops the request before anything trains
-        for run in runs:
-            existing_record(run.config, suite, args.results)
-    for i, run in enumerate(runs, 1):
-        cfg = run.config
-        outcome = execute(cfg, suite, args.results, progress=not args.no_progress, departures=run.departures,
-                          rerun=args.rerun)  # fmt: skip
-        verb = {"skipped": "exists, skipped (--rerun runs it again)",
-                "superseded": f"done in {outcome.record['wall_s']:.0f}s, superseding the old record"}.get(
-            outcome.status, f"done in {outcome.record['wall_s']:.0f}s")  # fmt: skip
-        print(f"[{i}/{len(runs)}] {cfg.method} seed {cfg.seed}: {outcome.run_id} {verb} -> {outcome.path}", flush=True)
-    md_path, text = leaderboard.write(args.results, args.suite)
+    run_and_report([runs], args, [args.suite])
+    paths, text = publish(args.results, args.suite)
     print()
     print(text)
-    print(f"wrote {md_path} ({time.time() - started:.0f}s in all)")
+    print(f"wrote {', '.join(map(str, paths))} ({time.time() - started:.0f}s in all)")
     return 0
 
 
 def cmd_leaderboard(args) -> int:
-    from benchmark.report import leaderboard
+    from benchmark.report import formats
+    from benchmark.report.publish import publish
 
-    md_path, text = leaderboard.write(args.results, args.suite)
+    kinds = formats.parse_formats(args.format)  # before reading records: a typo fails at once
+    paths, text = publish(args.results, args.suite, kinds, args.by)
     print(text)
-    print(f"wrote {md_path} and {md_path.with_suffix('.csv')}")
+    print("wrote " + ", ".join(map(str, paths)))
     return 0
 
 
@@ -113,9 +124,25 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
+    from benchmark.harness import fill
     from benchmark.report import reproduce
 
-    for path, text in reproduce.write(args.results, args.table or list(reproduce.TABLES)):
+    names = args.table or list(reproduce.TABLES)
+    check_seeds(args.seed)
+    if args.plan:
+        print(fill.plan_text(names, args.results, args.seed))
+        return 0
+    if args.run:
+        if not args.table:  # every table is weeks of GPU time: name the ones to fill
+            raise BenchmarkError(f"--run needs the table(s) to fill, e.g. `benchmark reproduce {names[0]} --run`; --plan shows their runs")
+        cmds = [cmd for name in names for cmd in fill.commands(name, args.seed)]
+        missing = fill.missing(cmds, args.data_root)
+        for line in missing:
+            print(f"error: {line}", file=sys.stderr)
+        if missing:
+            return 2
+        run_and_report([cmd.runs for cmd in cmds], args, list(dict.fromkeys(cmd.suite for cmd in cmds)))
+    for path, text in reproduce.write(args.results, names):
         print(text)
         print(f"wrote {path}\n")
     return 0
@@ -186,9 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", **results)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("leaderboard", help="regenerate results/<suite>.md and .csv from the records")
+    p = sub.add_parser("leaderboard", help="regenerate results/<suite>.md and .csv (or --format) from the records")
     p.add_argument("--suite", default=DEFAULT_SUITE)
     p.add_argument("--results", **results)
+    p.add_argument("--format", default="md,csv", metavar="md,csv,tex,html",
+                   help="comma-separated formats, each written to <results>/<suite>.<format> (default: md,csv); "
+                        "tex: booktabs tables, best mean per column in bold; html: one page, sortable tables")  # fmt: skip
+    p.add_argument("--by", choices=("corruption", "severity"), default="corruption",
+                   help="OOD columns: one per corruption (or OOD set; default), or one per severity, the mean over "
+                        "corruptions at it (suites whose OOD evals are <corruption>@<severity>)")  # fmt: skip
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("prepare", help="say what to download and where; verify an existing copy")
@@ -198,7 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("reproduce", help="paper tables: published numbers beside ours (from records)")
-    p.add_argument("table", nargs="*", help="tables to regenerate (default: all; see benchmark.reproduce.TABLES)")
+    p.add_argument("table", nargs="*", help="tables to regenerate (default: all; see benchmark.report.reproduce.TABLES)")
+    todo = p.add_mutually_exclusive_group()
+    todo.add_argument("--plan", action="store_true",
+                      help="print the `benchmark run` commands that fill the tables, each run marked by whether its "
+                           "record exists in --results; reads no data and writes nothing")  # fmt: skip
+    todo.add_argument("--run", action="store_true",
+                      help="run those runs (existing records are skipped), then regenerate the tables; first checks "
+                           "that every dataset they read is there")  # fmt: skip
+    p.add_argument("--seed", nargs="+", type=int, default=[0], help="seeds of every run (default: 0)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for corrupting data")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--data-root", **data_root)
     p.add_argument("--results", **results)
     p.set_defaults(func=cmd_reproduce)
 

@@ -8,11 +8,18 @@ f / f0: normalised image features of the fine-tuned / frozen zero-shot model; g:
 ids below the special tokens + [EOT]), resampled every step. All as in the official code
 (github.com/cs-giung/lipsum-ft, scripts/Lipsum-FT.py: `feat_regularization`, `token_k_ways`,
 `token_length`). Only the image tower and head train; the text tower stays frozen.
+
+The head is the official one (ScaledHead): a bias-free linear layer, started at the zero-shot
+classifier, with the frozen pretrained logit scale applied outside it. finalize folds the scale back
+into our CLIP head's layout (s * W, bias 0), so the variant is the same kind of model as the zero-shot
+one (loadable into it, interpolable with it).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import skip_init
 
 from benchmark.errors import BenchmarkError
 from methods import METHODS
@@ -38,6 +45,35 @@ def energy_gap(features, reference_features, text_features, scale) -> torch.Tens
     """mean over images of sum_k (s f.g_k - s f0.g_k)^2 / (2K): the Lipsum-FT regulariser."""
     gap = scale * (features - reference_features) @ text_features.T
     return gap.pow(2).sum(dim=1).mean() / (2 * text_features.shape[0])
+
+
+class ScaledHead(nn.Module):
+    """logits = (s * f) @ W^T with W trained and s = exp(logit_scale) frozen at its pretrained value, as in
+    the official code (github.com/cs-giung/lipsum-ft @1331873, scripts/Lipsum-FT.py L186-187 and L256-257:
+    W is params['cls'] (L132), no bias; s is pretrained_params['logit_scale'] (L86-87), outside the
+    trained params). Our CLIP head folds s into its weights (s * W); trained so, AdamW would move W by
+    ~lr / s a step (s = 100 for the OpenAI weights) instead of ~lr."""
+
+    def __init__(self, head: nn.Linear, scale: torch.Tensor):
+        super().__init__()
+        # Not saved: setup rebuilds it from the frozen reference, also on resume.
+        self.register_buffer("scale", scale.detach().clone(), persistent=False)
+        # The zero-shot head is s * W with bias 0 (benchmark/models/clip.py), so W = its weights / s: the
+        # normalised class text embeddings, the official init (scripts/setup.py L91-93 `zeroshot_cls_weights`).
+        self.weight = nn.Parameter(head.weight.detach() / self.scale)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.scale * features, self.weight)
+
+    @torch.no_grad()
+    def folded(self) -> nn.Linear:
+        """The same classifier in our CLIP head's layout: weights s * W, bias 0."""
+        classes, dim = self.weight.shape
+        # skip_init: no random init, so the global RNG is left as it was.
+        head = skip_init(nn.Linear, dim, classes, device=self.weight.device, dtype=self.weight.dtype)
+        head.weight.copy_(self.scale * self.weight)
+        head.bias.zero_()
+        return head
 
 
 @METHODS.register("lipsum-ft")
@@ -80,6 +116,7 @@ class LipsumFT(Method):
             raise BenchmarkError("lipsum-ft needs open_clip's BPE tokenizer (a CLIP model with the OpenAI-style text tower)")
         # [SOT] + L tokens + [EOT] must fit the context; only the tokenizer knows its length.
         check_range(self.name, "lipsum_tokens", self.hp["lipsum_tokens"], 1, self.tokenizer.context_length - 2)
+        model.head = ScaledHead(model.head, self.reference.logit_scale)
 
     def loss(self, model, batch):
         x, y = batch
@@ -90,6 +127,10 @@ class LipsumFT(Method):
         features = model.features(x)
         reg = energy_gap(features, prior, text, self.reference.logit_scale)
         return {"ce": F.cross_entropy(model.head(features), y), "lipsum": self.hp["lipsum_lambda"] * reg}
+
+    def finalize(self, model):
+        model.head = model.head.folded()
+        return {self.name: model.state_dict()}
 
     def state_dict(self):
         return {"generator": self.generator.get_state()}  # a resumed run draws the same random texts

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.data import cards, fmnist
+from benchmark.__main__ import main
+from benchmark.data import DATASETS, cards, fmnist
 from benchmark.errors import BenchmarkError
 from test_errors import write_idx
 
@@ -105,3 +106,32 @@ def test_missing_or_broken_card_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(BenchmarkError, match=r"broken\.toml is unreadable: ") as e:
         cards.card("broken")
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_prepare_says_how_to_get_the_data_once_and_then_that_it_is_missing(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(cards.location(name).env_var, raising=False)
+    monkeypatch.setitem(cards.card(name)["location"], "fallbacks", [])
+    loc = cards.location(name)
+    assert main(["prepare", name, "--data-root", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert out.count(loc.how_to_get) == 1 and f"missing: {loc.title} not found there" in out
+
+
+def test_prepare_imagenet_says_each_thing_once(monkeypatch, capsys):
+    location = cards.card("imagenet")["location"]
+    monkeypatch.delenv(location["env"], raising=False)
+    monkeypatch.setitem(location, "fallbacks", [])
+    assert main(["prepare", "imagenet"]) == 2
+    out = capsys.readouterr().out
+    assert out.count("https://image-net.org/download-images") == 1 and "nowhere" not in out
+    assert "Nowhere to look yet: no --data-root given and $IMAGENET_DIR is not set" in out
+    assert out.splitlines()[-1] == "missing: ImageNet-1k not found"
+
+
+def test_prepare_imagenet_names_the_folders_it_looked_in_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(cards.card("imagenet")["location"]["env"], raising=False)
+    assert main(["prepare", "imagenet", "--data-root", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert out.count(str(tmp_path / "imagenet")) == 1 and out.count("https://image-net.org/download-images") == 1
+    assert re.search(r"^missing: ImageNet-1k not found there$", out, re.M)

@@ -93,4 +93,4 @@ def test_wrong_counts_and_class_range_are_rejected(no_installed_fmnist, tmp_path
 
 def test_prepare_reports_missing_data(no_installed_fmnist, tmp_path, capsys):
     assert main(["prepare", "fashion-mnist", "--data-root", str(tmp_path / "nothing")]) == 2
-    assert "missing/bad: Fashion-MNIST not found" in capsys.readouterr().out
+    assert "missing: Fashion-MNIST not found there" in capsys.readouterr().out

@@ -77,6 +77,7 @@ OWN = [
     ("tpgm", "max_iters", 0, ">= 1"),
     ("tpgm", "radius_lr", 0.0, "> 0"),
     ("tpgm", "posthoc_iters", -1, ">= 0"),
+    ("tpgm", "proj_batch_size", 0, ">= 1"),
     ("ftp", "ftp_k", 1.5, "[0, 1]"),
     ("ftp", "ftp_k", -0.5, "[0, 1]"),
     ("ftp", "ftp_lr", 0.0, "> 0"),

@@ -1,9 +1,11 @@
 """Leaderboard regeneration from records, against a golden file; selection vs oracle picks by hand."""
+import re
 from pathlib import Path
 
 import pytest
 
-from benchmark.report import leaderboard, records
+from benchmark.report import formats, leaderboard, records
+from benchmark.report.publish import publish
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard_toy.md"
 
@@ -49,24 +51,52 @@ def test_selection_and_oracle_picks_by_hand():
 def test_regenerated_table_matches_golden(tmp_path):
     for r in RECORDS:
         records.write_record(tmp_path, r)
-    md_path, text = leaderboard.write(tmp_path, "toy")
-    assert text == GOLDEN.read_text()
-    assert md_path.read_text() == text
+    paths, text = publish(tmp_path, "toy", ("md", "csv"))
+    assert text.replace(str(tmp_path), "results") == GOLDEN.read_text()  # the footer names the records' folder
+    assert paths[0] == tmp_path / "toy.md" and paths[0].read_text() == text
     assert (tmp_path / "toy.csv").read_text().count("\n") == 1 + 3 + 4  # header, 3 variants, 2 methods x 2 picks
 
 
-def test_imagenet_c_leaderboard_carries_mce_against_alexnet():
+def imagenet_c_record(method, seed, acc=0.6, drop=(), sizes=None, notes=None):
+    """An imagenet-c record scoring `acc` on every corruption and severity but those in `drop`."""
     from benchmark.corruption.corruptions import CORRUPTIONS, SEVERITIES
+
+    ood = {f"{c}@{s}": acc for c in CORRUPTIONS for s in SEVERITIES if f"{c}@{s}" not in drop}
+    rec = record(method, seed, {method: (0.7, 0.75, ood)})
+    rec["config"]["suite"] = "imagenet-c"
+    rec["config"]["sizes"] = sizes or {}
+    rec["suite_notes"] = {"mce_baseline": "alexnet", **(notes or {})}  # as the imagenet-c suite notes it
+    return rec
+
+
+def test_imagenet_c_leaderboard_carries_mce_against_alexnet():
+    from benchmark.corruption.corruptions import CORRUPTIONS
     from benchmark.report.mce import baselines
 
     acc = 0.6  # every corruption and severity: CE_c = 100 * (1 - acc) / alexnet_c
-    ood = {f"{c}@{s}": acc for c in CORRUPTIONS for s in SEVERITIES}
-    rec = record("ft", 0, {"ft": (0.7, 0.75, ood)})
-    rec["config"]["suite"] = "imagenet-c"
-    rec["suite_notes"] = {"mce_baseline": "alexnet"}  # as the imagenet-c suite notes it
     alexnet = baselines()["alexnet"]["error"]
     expected = sum(100 * (1 - acc) / alexnet[c] for c in CORRUPTIONS) / len(CORRUPTIONS)
-    text, _ = leaderboard.render("imagenet-c", [rec])
+    text, _ = leaderboard.render("imagenet-c", [imagenet_c_record("ft", 0, acc)])
     assert "## mCE vs alexnet" in text
     assert f"| ft | lite0 | ft | 1 | {expected:.1f} |" in text
     assert "mCE" not in leaderboard.render("toy", RECORDS)[0]
+
+
+def test_a_missing_cell_marks_its_row_incomplete_and_the_rest_still_show():
+    recs = [imagenet_c_record("ft", 0), imagenet_c_record("lp", 0, drop={"fog@4"}),
+            imagenet_c_record("l2-sp", 0), imagenet_c_record("l2-sp", 1, drop={"snow@1", "fog@2"})]  # fmt: skip
+    text, _ = leaderboard.render("imagenet-c", recs)
+    assert "| lp | lite0 | lp | 1 | incomplete: 74 of 75 cells (missing fog@4) |" in text
+    # over seeds: a cell missing from any seed is missing from the row
+    assert "| l2-sp | lite0 | l2-sp | 2 | incomplete: 73 of 75 cells (missing snow@1, fog@2) |" in text
+    assert re.search(r"^\| ft \| lite0 \| ft \| 1 \| \d+\.\d \|$", text, re.M)
+
+
+def test_mce_of_a_class_subset_is_not_shown():
+    """A k-class run's errors do not compare with AlexNet's 1000-class ones: no number, and the reason."""
+    wnids = ["n01440764", "n01443537"]
+    recs = [imagenet_c_record("ft", 0), imagenet_c_record("lp", 0, sizes={"wnids": ",".join(wnids)}, notes={"wnids": wnids})]
+    text, _ = leaderboard.render("imagenet-c", recs)
+    assert "| lp | lite0 | lp | 1 | not shown: a 2-class subset; the alexnet errors are over all 1000 classes |" in text
+    html = formats.page(leaderboard.board("imagenet-c", recs))
+    assert "<h2>mCE vs alexnet (%, lower is better)</h2>" in html and "not shown: a 2-class subset" in html

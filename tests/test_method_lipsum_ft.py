@@ -1,5 +1,7 @@
-"""Lipsum-FT: random texts, the energy-gap regulariser (0 at the zero-shot model), full run, refusal without CLIP."""
+"""Lipsum-FT: random texts, the energy-gap regulariser (0 at the zero-shot model), the official head (bias-free,
+frozen scale outside), full run, refusal without CLIP."""
 import torch
+import torch.nn.functional as F
 
 from benchmark.report import records
 from methods.lipsum_ft import LipsumFT, energy_gap, random_tokens
@@ -51,3 +53,51 @@ def test_lipsum_on_a_backbone_without_text_tower_is_one_line(monkeypatch, tmp_pa
     assert tiny_cls.cli_run(tmp_path, "lipsum-ft", "lite0") == 2
     err = capsys.readouterr().err
     assert "needs a CLIP text tower" in err and err.count("\n") == 1
+
+
+def test_head_is_the_official_bias_free_linear_with_the_frozen_scale_outside():
+    model, method, (x, _) = tiny_clip_context(LipsumFT, {})
+    head, reference = model.head, method.reference
+    scale = reference.logit_scale  # exp of the pretrained logit_scale
+    assert [name for name, _ in head.named_parameters()] == ["weight"]  # no bias
+    # W: the zero-shot classifier's rows, the normalised class text embeddings.
+    torch.testing.assert_close(head.weight, F.normalize(reference.head.weight, dim=1))
+    torch.testing.assert_close(head.weight.norm(dim=1), torch.ones(3))
+    trained = [p for group in method.param_groups(model) for p in group["params"]]
+    assert torch.equal(head.scale, scale) and not any(p is head.scale for p in trained)  # frozen
+    with torch.no_grad():
+        f = model.features(x)
+        torch.testing.assert_close(model.head(f), scale * (f @ head.weight.T))
+        torch.testing.assert_close(model(x), reference(x))  # still the zero-shot classifier
+
+
+def test_an_adamw_step_moves_the_head_weights_by_lr_not_lr_over_the_scale():
+    model, method, batch = tiny_clip_context(LipsumFT, {})
+    before = model.head.weight.detach().clone()
+    optimizer = torch.optim.AdamW(method.param_groups(model), lr=1e-3, weight_decay=0.0)
+    sum(method.loss(model, batch).values()).backward()
+    optimizer.step()
+    moved = (model.head.weight.detach() - before).abs()
+    # Adam's first step moves each entry by lr * |g| / (|g| + eps), i.e. lr; with the scale folded into
+    # the weights it would be lr / scale (here 1 / 0.07 = 14.3; 100 for the OpenAI weights).
+    assert moved.min().item() > 0.99e-3 and moved.max().item() < 1.01e-3
+
+
+def test_finalize_folds_the_scale_into_our_clip_head_layout():
+    model, method, batch = tiny_clip_context(LipsumFT, {})
+    step(model, method, batch)
+    with torch.no_grad():
+        trained = model(batch[0])
+    (state,) = method.finalize(model).values()
+    # The layout of the zero-shot model (s * W, bias 0): the variant loads into it and interpolates with it.
+    assert set(state) == set(method.reference.state_dict()) and torch.all(state["head.bias"] == 0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch[0]), trained)
+
+
+def test_a_checkpointed_model_loads_into_a_freshly_set_up_one():
+    model, method, batch = tiny_clip_context(LipsumFT, {})
+    step(model, method, batch)
+    fresh, _, _ = tiny_clip_context(LipsumFT, {})
+    fresh.load_state_dict(model.state_dict())  # strict: the head's layout matches, the scale is rebuilt by setup
+    assert torch.equal(fresh.head.weight, model.head.weight) and torch.equal(fresh.head.scale, model.head.scale)

@@ -121,3 +121,46 @@ def test_radii_survive_a_checkpoint_round_trip():
     other.load_state_dict(state)
     assert other.per_step.initialized and torch.equal(other.per_step.gamma, method.per_step.gamma)
     assert len(other.per_step.optimizer.state_dict()["state"]) == 1
+
+
+def selection(n: int = 10):
+    """The run's selection loader (benchmark/harness/run.py): shuffled, in training-size batches (8)."""
+    from benchmark.engine import loader
+    from torch.utils.data import TensorDataset
+
+    data = TensorDataset(torch.randn(n, 3, 16, 16, generator=torch.Generator().manual_seed(1)), torch.arange(n) % 2)
+    return loader(data, 8, shuffle=True, generator=torch.Generator().manual_seed(0))
+
+
+def tpgm_on_selection(**hp) -> TPGM:
+    from benchmark.models import create_backbone
+    from benchmark.engine import RunContext, frozen_copy
+
+    from method_smoke import BACKBONE
+
+    model = create_backbone(BACKBONE, ["a", "b"], 16, pretrained=False).model
+    ctx = RunContext([], selection(), torch.device("cpu"), 2, "tiny", 0, reference=frozen_copy(model))
+    method = TPGM({**TPGM.hparams_for("tiny"), **hp})
+    method.setup(model, ctx)
+    return method
+
+
+def test_radius_steps_read_batches_of_the_official_size_not_the_training_batch():
+    # Official radius loaders: batch_size = the per-GPU --batch_size, 64, on both recipes.
+    assert TPGM.hparams_for("domainnet")["proj_batch_size"] == TPGM.hparams_for("imagenet")["proj_batch_size"] == 64
+    method = tpgm_on_selection(proj_batch_size=3)
+    # 10 selection images in batches of 3, the last one short, then a reshuffled pass.
+    assert [len(method.held_out_batch()[1]) for _ in range(5)] == [3, 3, 3, 1, 3]
+
+
+def test_radius_stream_resumes_mid_pass_exactly():
+    uninterrupted = tpgm_on_selection(proj_batch_size=3)
+    batches = [uninterrupted.held_out_batch() for _ in range(10)]  # 2.5 passes
+    interrupted = tpgm_on_selection(proj_batch_size=3)
+    for _ in range(5):  # the first batch of the second pass
+        interrupted.held_out_batch()
+    resumed = tpgm_on_selection(proj_batch_size=3)
+    resumed.load_state_dict(interrupted.state_dict())
+    for x, y in batches[5:]:
+        rx, ry = resumed.held_out_batch()
+        assert torch.equal(rx, x) and torch.equal(ry, y)

@@ -33,6 +33,10 @@ class SuiteSpec:
     backbone: str
     image_size: int
     methods: tuple[str, ...]
+    # The datasets a build with these (resolved) sizes reads: {`benchmark prepare` name: find(data_root)}, each
+    # finder the one the builder calls first (a one-line BenchmarkError when the data is not there). Lets a
+    # request check all its data before anything runs.
+    needs: Callable[[dict], dict[str, Callable]] | None = None
 
     def __post_init__(self):
         needed = RECIPE_KEYS + (SGD_KEYS if self.recipe.get("optimizer") == "sgd" else ())
@@ -82,11 +86,11 @@ DATASETS: Registry[Callable[..., "PrepareReport"]] = Registry("dataset", modules
 
 
 def register_suite(name: str, description: str, *, recipe: dict, sizes: dict, backbone: str, image_size: int,
-                   methods) -> Callable:
+                   methods, needs: Callable[[dict], dict[str, Callable]]) -> Callable:
     """Decorator for a suite builder ``fn(SuiteOptions) -> Suite``: registers its SuiteSpec."""
     def add(build):
         SUITES.register(name, description, module=build.__module__)(SuiteSpec(name, description, build, dict(recipe), dict(sizes), backbone,
-                                                      image_size, tuple(methods)))  # fmt: skip
+                                                      image_size, tuple(methods), needs))  # fmt: skip
         return build
 
     return add
@@ -110,6 +114,20 @@ class SuiteOptions:
     cache_dir: Path = field(default_factory=cache_root)
     workers: int = 2
     progress: bool = True
+
+
+def missing_data(suite: str, sizes: dict, data_root) -> dict[str, str]:
+    """{dataset: why} for each dataset a build of `suite` with these resolved sizes reads that cannot be found."""
+    spec = SUITES.get(suite)
+    if spec.needs is None:
+        raise BenchmarkError(f"suite {suite} does not say which datasets it reads; run it with `benchmark run`")
+    missing = {}
+    for name, find in spec.needs(sizes).items():
+        try:
+            find(data_root)
+        except BenchmarkError as e:
+            missing[name] = str(e)
+    return missing
 
 
 def build_suite(name: str, options: SuiteOptions) -> Suite:

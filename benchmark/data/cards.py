@@ -50,6 +50,10 @@ def count(name: str, key: str) -> int:
     return n
 
 
+class NotFound(BenchmarkError):
+    """No candidate folder holds the dataset; the message says where it looked and how to get a copy."""
+
+
 @dataclass(frozen=True)
 class Location:
     """Where one dataset is looked for and how to get it (see the module docstring)."""
@@ -88,11 +92,21 @@ class Location:
                 return d
             if chosen and d == Path(chosen):  # asked for by name: never fall back to another copy silently
                 raise BenchmarkError(f"${self.env_var} is {chosen}, which does not hold {self.title}; fix or unset it")
-        raise BenchmarkError(f"{self.title} not found (looked in: {self.searched(data_root)}); {self.advice()}")
+        raise NotFound(f"{self.title} not found (looked in: {self.searched(data_root)}); {self.advice()}")
 
     def report(self, data_root: Path | None) -> list[str]:
         """The opening lines of `benchmark prepare`: how to get the data and where it was looked for."""
-        return [f"{self.title}: {self.advice()}.", f"Looked in: {self.searched(data_root)} (card: datasets/{self.card}.toml)"]
+        where = self.candidates(data_root)
+        looked = (f"Looked in: {', '.join(map(str, where))}" if where else
+                  f"Nowhere to look yet: no --data-root given and ${self.env_var} is not set")  # fmt: skip
+        return [f"{self.title}: {self.advice()}.", f"{looked} (card: datasets/{self.card}.toml)"]
+
+    def missing(self, data_root: Path | None, error: BenchmarkError) -> str:
+        """`prepare`'s last line when the data is missing or bad. A NotFound is said in a few words: report's lines
+        already say how to get the data and where it was looked for."""
+        if isinstance(error, NotFound):
+            return f"missing: {self.title} not found" + (" there" if self.candidates(data_root) else "")
+        return f"missing/bad: {error}"
 
 
 def location(name: str) -> Location:

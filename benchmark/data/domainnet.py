@@ -118,17 +118,27 @@ RECIPE = {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "nesterov": True, "we
           "batch_size": 256, "warmup_steps": 0, "grad_clip": 0.0, "eval_batch_size": 256}  # fmt: skip
 
 
+def ood_domains(sizes: dict) -> list[str]:
+    return parse_choice(sizes["evals"], [d for d in DOMAINS if d != ID_DOMAIN], "evals")
+
+
+def find_root(ood: list[str], data_root) -> Path:
+    """The DomainNet folder holding the ID domain and these OOD domains."""
+    return location(CARD).find(data_root, lambda d: all((d / x).is_dir() for x in (ID_DOMAIN, *ood)))
+
+
 # TPGM's DomainNet backbone with a text tower (its CLIP ResNet-50), at the papers' 224 px.
 @register_suite("domainnet", "DomainNet: train on real (ID), test on sketch/painting/infograph/clipart (OOD); needs the data",
                 recipe=RECIPE, sizes=DEFAULT_SIZES, backbone="clip:RN50/openai", image_size=224,
-                methods=("zeroshot", "lp", "ft", "lp-ft", "wise-ft", "l2-sp", "tpgm", "ftp", "fsr", "lipsum-ft"))
+                methods=("zeroshot", "lp", "ft", "lp-ft", "wise-ft", "l2-sp", "tpgm", "ftp", "fsr", "lipsum-ft"),
+                needs=lambda sizes: {"domainnet": functools.partial(find_root, ood_domains(sizes))})
 def domainnet_suite(opts: SuiteOptions) -> Suite:
     sizes = opts.sizes
-    ood = parse_choice(sizes["evals"], [d for d in DOMAINS if d != ID_DOMAIN], "evals")
+    ood = ood_domains(sizes)
     labels = resolve_classes(sizes["classes"])
     label_of = {lab: i for i, lab in enumerate(labels)}
     full = len(labels) == len(classes())
-    root = location(CARD).find(opts.data_root, lambda d: all((d / x).is_dir() for x in (ID_DOMAIN, *ood)))
+    root = find_root(ood, opts.data_root)
     seed = sizes["split_seed"]
 
     pool = read_split(root, ID_DOMAIN, "train", label_of, full)
@@ -163,7 +173,7 @@ def prepare(data_root: Path | None, download: bool = False, progress: bool = Tru
     try:
         root = location(CARD).find(data_root)
     except BenchmarkError as e:
-        return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
+        return PrepareReport(False, "\n".join(lines + [location(CARD).missing(data_root, e)]))
     every = {i: i for i in range(len(classes()))}
     for domain in DOMAINS:
         needed = domain == ID_DOMAIN or domain in OOD_DOMAINS

@@ -117,7 +117,7 @@ RECIPE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "we
 
 @register_suite("fmnist-c", "Fashion-MNIST (ID) vs Fashion-MNIST-C, 15 corruptions (OOD); offline default",
                 recipe=RECIPE, sizes=DEFAULT_SIZES, backbone="lite0", image_size=64,
-                methods=("ft", "lp", "lp-ft", "wise-ft", "l2-sp", "tpgm", "fsr"))
+                methods=("ft", "lp", "lp-ft", "wise-ft", "l2-sp", "tpgm", "fsr"), needs=lambda sizes: {"fashion-mnist": find})
 def fmnist_c(opts: SuiteOptions) -> Suite:
     sizes = opts.sizes
     check_sizes(sizes)
@@ -175,5 +175,5 @@ def prepare(data_root: Path | None, download: bool = False) -> PrepareReport:
             images, labels = load_split(files, split)
             lines.append(f"ok  {split}: {len(images)} images, {len(np.unique(labels))} classes  ({files[split + '_images']})")
     except BenchmarkError as e:
-        return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
+        return PrepareReport(False, "\n".join(lines + [location(CARD).missing(data_root, e)]))
     return PrepareReport(True, "\n".join(lines))

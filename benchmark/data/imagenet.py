@@ -240,8 +240,17 @@ CLIP_SUITE = dict(recipe=RECIPE, backbone="clip:ViT-B-16/openai", image_size=224
                   methods=("zeroshot", "lp", "ft", "lp-ft", "wise-ft", "flyp", "lipsum-ft", "tpgm", "ftp", "fsr"))
 
 
+def finders(keys) -> dict[str, Callable]:
+    """`benchmark prepare` name -> the folder finder of each variant in keys."""
+    return {VARIANTS[k].name: functools.partial(VARIANTS[k].location.find, looks_right=VARIANTS[k].looks_right) for k in keys}
+
+
+def imagenet_needs(sizes: dict) -> dict[str, Callable]:
+    return finders(["imagenet", *parse_choice(sizes["evals"], EVAL_KEYS, "evals")])
+
+
 @register_suite("imagenet", "ImageNet-1k (ID) vs ImageNet-V2/-A/-R/-Sketch and ObjectNet (OOD); needs the data",
-                sizes=DEFAULT_SIZES, **CLIP_SUITE)
+                sizes=DEFAULT_SIZES, needs=imagenet_needs, **CLIP_SUITE)
 def imagenet_suite(opts: SuiteOptions) -> Suite:
     sizes = opts.sizes
     keys = parse_choice(sizes["evals"], EVAL_KEYS, "evals")
@@ -249,7 +258,8 @@ def imagenet_suite(opts: SuiteOptions) -> Suite:
     pos = {w: i for i, w in enumerate(universe)}
     full = len(universe) == len(imagenet_wnids())
     # Find every folder before scanning any, so a missing set fails in a second, not after the train scan.
-    roots = {k: VARIANTS[k].location.find(opts.data_root, VARIANTS[k].looks_right) for k in ["imagenet", *keys]}
+    find = finders(["imagenet", *keys])
+    roots = {k: find[VARIANTS[k].name](opts.data_root) for k in ["imagenet", *keys]}
     ood = []
     for i, key in enumerate(keys, 1):
         v = VARIANTS[key]
@@ -266,7 +276,7 @@ def prepare_variant(key: str, data_root: Path | None, download: bool = False, pr
     loc = v.location
     lines = loc.report(data_root)
     if download:
-        lines.append("automatic download is not offered (licences and hosts differ); follow the line above")
+        lines.append("automatic download is not offered (licences and hosts differ); follow the first line")
     try:
         root = loc.find(data_root, v.looks_right)
         universe = imagenet_wnids()
@@ -278,7 +288,7 @@ def prepare_variant(key: str, data_root: Path | None, download: bool = False, pr
                 raise BenchmarkError(f"{len(bad)} unreadable images in {title}, e.g. {bad[0]}")
             lines.append(f"ok  {title}: every image decodes")
     except BenchmarkError as e:
-        return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
+        return PrepareReport(False, "\n".join(lines + [loc.missing(data_root, e)]))
     return PrepareReport(True, "\n".join(lines))
 
 

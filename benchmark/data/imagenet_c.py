@@ -22,7 +22,7 @@ from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import EvalSet, Suite
 from benchmark.data.cards import count, fact, location
 from benchmark.data.folders import ImageListDataset, check_count, parse_choice, scan_classes, subsample, verify_images
-from benchmark.data.imagenet import CLIP_SUITE, imagenet_suite_around, imagenet_wnids, resolve_universe
+from benchmark.data.imagenet import CLIP_SUITE, finders, imagenet_suite_around, imagenet_wnids, resolve_universe
 from benchmark.errors import BenchmarkError
 
 CARD = "imagenet-c"  # datasets/imagenet-c.toml: images per set, the archive of each corruption, where to look
@@ -67,7 +67,7 @@ def scan(root: Path, pos: dict[str, int], names, severities, full: bool) -> dict
 
 
 @register_suite("imagenet-c", "ImageNet-1k (ID) vs the published ImageNet-C, 15 corruptions x 5 severities (OOD); mCE",
-                sizes=DEFAULT_SIZES, **CLIP_SUITE)
+                sizes=DEFAULT_SIZES, needs=lambda sizes: {**finders(["imagenet"]), CARD: location(CARD).find}, **CLIP_SUITE)
 def imagenet_c_suite(opts: SuiteOptions) -> Suite:
     sizes = opts.sizes
     names = parse_choice(sizes["corruptions"], corruptions.CORRUPTIONS, "corruptions")
@@ -100,5 +100,5 @@ def prepare(data_root: Path | None, download: bool = False, progress: bool = Tru
                 raise BenchmarkError(f"unreadable images in ImageNet-C {name}@{s}, e.g. {bad[0]}")
         lines.append(f"ok  {len(found)} sets of {count(CARD, 'per_set')} images in 1000 wnid folders; {PREPARE_DECODE_PER_SET} per set decoded")
     except BenchmarkError as e:
-        return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
+        return PrepareReport(False, "\n".join(lines + [loc.missing(data_root, e)]))
     return PrepareReport(True, "\n".join(lines))

@@ -282,14 +282,16 @@ def semseg_reader(path: Path) -> np.ndarray:
     return read_png_mask(path, len(class_list("voc_classes")))
 
 
-@register_suite("pascal-context", "PASCAL-Context (multi-task packaging) semantic segmentation, 21 classes, mIoU; OOD = corrupted val", **SUITE)
+@register_suite("pascal-context", "PASCAL-Context (multi-task packaging) semantic segmentation, 21 classes, mIoU; OOD = corrupted val",
+                needs=lambda sizes: {"pascal-context": context_root}, **SUITE)
 def pascal_context(opts: SuiteOptions) -> Suite:
     root = context_root(opts.data_root)
     return build("pascal-context", list(class_list("voc_classes")), context_split(root, "train", "semseg"), context_split(root, "val", "semseg"),
                  semseg_reader, opts)  # fmt: skip
 
 
-@register_suite("pascal-parts", "PASCAL-Context human parts (6 parts + background), mIoU; OOD = corrupted val", **SUITE)
+@register_suite("pascal-parts", "PASCAL-Context human parts (6 parts + background), mIoU; OOD = corrupted val",
+                needs=lambda sizes: {"pascal-context": context_root}, **SUITE)
 def pascal_parts(opts: SuiteOptions) -> Suite:
     root = context_root(opts.data_root)
     train = with_persons(*context_split(root, "train", "human_parts"), opts.cache_dir)
@@ -297,7 +299,8 @@ def pascal_parts(opts: SuiteOptions) -> Suite:
     return build("pascal-parts", list(class_list("human_part_classes")), train, val, read_human_parts, opts)
 
 
-@register_suite("pascal-voc", "PASCAL VOC 2012 semantic segmentation, 21 classes, mIoU; OOD = corrupted val", **SUITE)
+@register_suite("pascal-voc", "PASCAL VOC 2012 semantic segmentation, 21 classes, mIoU; OOD = corrupted val",
+                needs=lambda sizes: {"pascal-voc": voc_root}, **SUITE)
 def pascal_voc(opts: SuiteOptions) -> Suite:
     root = voc_root(opts.data_root)
     return build("pascal-voc", list(class_list("voc_classes")), voc_split(root, "train"), voc_split(root, "val"), semseg_reader, opts)
@@ -331,7 +334,7 @@ def prepare_context(data_root, download: bool = False) -> PrepareReport:
             context_split(root, s, "human_parts")
         return verify(lines + [f"found {root}"], "pascal-context", splits, semseg_reader)
     except BenchmarkError as e:
-        return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
+        return PrepareReport(False, "\n".join(lines + [location("pascal-context").missing(data_root, e)]))
 
 
 @DATASETS.register("pascal-voc", "PASCAL VOC 2012 segmentation (VOCdevkit/VOC2012): suite pascal-voc")
@@ -345,4 +348,4 @@ def prepare_voc(data_root, download: bool = False) -> PrepareReport:
         splits = {s: voc_split(root, s) for s in ("train", "val")}
         return verify(lines + [f"found {root / 'VOCdevkit' / 'VOC2012'}"], "pascal-voc", splits, semseg_reader)
     except BenchmarkError as e:
-        return PrepareReport(False, "\n".join(lines + [f"missing/bad: {e}"]))
+        return PrepareReport(False, "\n".join(lines + [location("pascal-voc").missing(data_root, e)]))

@@ -109,7 +109,8 @@ def composite(garments: np.ndarray, labels: np.ndarray, backgrounds: list[np.nda
 
 # Segmentation: methods whose loss and variants are defined per pixel (not LP, LP-FT, FLYP, zero-shot).
 @register_suite("segproxy", "PROXY: Fashion-MNIST garments on scikit-image photos, 11-class segmentation (mIoU) vs 15 corruptions; offline",
-                recipe=RECIPE, sizes=DEFAULT_SIZES, backbone="seg-lite0", image_size=64, methods=("ft", "l2-sp", "tpgm", "ftp"))
+                recipe=RECIPE, sizes=DEFAULT_SIZES, backbone="seg-lite0", image_size=64, methods=("ft", "l2-sp", "tpgm", "ftp"),
+                needs=lambda sizes: {"fashion-mnist": fmnist.find})
 def segproxy(opts: SuiteOptions) -> Suite:
     sizes = opts.sizes
     check_sizes(sizes)

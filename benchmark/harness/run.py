@@ -5,6 +5,7 @@ import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -12,7 +13,7 @@ from benchmark.data import SuiteOptions, build_suite
 from benchmark.data.base import Suite
 from benchmark.engine import RunContext, default_device, evaluate, fit, frozen_copy, loader
 from benchmark.errors import BenchmarkError
-from benchmark.harness.plan import RunConfig
+from benchmark.harness.plan import PlannedRun, RunConfig
 from benchmark.models import backbone_transforms, create_backbone
 from benchmark.report import records
 from methods import METHODS
@@ -113,3 +114,18 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
     written = records.write_record(results, record, supersede=supersede)
     checkpoint.unlink(missing_ok=True)
     return Outcome(run_id, written, "superseded" if supersede else "done", record)
+
+
+def run_groups(groups: list[list[PlannedRun]], results: Path, data_root, workers: int = 2, progress: bool = True,
+               rerun: bool = False) -> Iterator[tuple[PlannedRun, Outcome]]:
+    """Run planned runs as `benchmark run` does, yielding each with its outcome. The runs of a group share one
+    suite build (suite, sizes, backbone preprocessing). Every suite is built, and every existing record checked
+    against its data, before the first run trains: a record made from other data stops the request early."""
+    suites = [prepare_suite(group[0].config, data_root, progress=progress, workers=workers) for group in groups]
+    if not rerun:
+        for group, suite in zip(groups, suites):
+            for run in group:
+                existing_record(run.config, suite, results)
+    for group, suite in zip(groups, suites):
+        for run in group:
+            yield run, execute(run.config, suite, results, progress=progress, departures=run.departures, rerun=rerun)

@@ -1,12 +1,16 @@
 """Records -> leaderboard tables. Always regenerated from results/runs/<suite>/*.json, never edited.
 
 Scores per variant: ``selection`` (held-out train slice), ``id`` (mean of ID eval sets), one column per
-OOD group (e.g. a corruption family, averaged over its severities; or ImageNet-A), and ``ood`` (mean of
-the OOD groups, each group weighted equally). Two tables:
+OOD group (e.g. a corruption family, averaged over its severities; or ImageNet-A; with ``--by severity``, a
+severity, averaged over the corruptions), and ``ood`` (mean of the OOD groups, each weighted equally). Two
+tables:
 
 - variants: every (method, variant), mean ± stderr over seeds;
 - selection: per method, the variant chosen on the selection split (what a user can honestly report)
   beside the oracle variant that maximises mean OOD accuracy (an upper bound no user can pick).
+
+Below them: mCE where the suite names a baseline (ImageNet-C), budget departures, mixed code or data, records
+left out. ``board`` gathers all of it; benchmark/report/formats.py renders it as md, csv, tex or html.
 """
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from benchmark.files import atomic_write_bytes
-from benchmark.report.mce import mce
+from benchmark.report import formats, mce
+from benchmark.report.effective import OOD_MEAN, Line, effective_robustness, line_for
 from benchmark.report.records import code_label, scan_records
 
 KEYS = ["method", "backbone", "setting", "budget"]
@@ -104,20 +108,55 @@ def primary_metric(long: pd.DataFrame) -> str:
     return next((m for m in METRIC_TITLES if m in present), "acc")
 
 
-def primary_scores(records: list[dict]) -> tuple[pd.DataFrame, list[str], str]:
-    """Per (run, variant) scores in the records' primary metric, the OOD groups, and that metric."""
+def by_severity(long: pd.DataFrame) -> pd.DataFrame:
+    """OOD rows regrouped by severity, ``sevN`` = the corruptions at severity N, in increasing severity."""
+    ood = long["role"] == "ood"
+    parts = long.loc[ood, "eval"].astype(str).str.extract(r"^(.+)@(\d+)$")
+    plain = long.loc[ood, "eval"][parts[1].isna()]
+    if not ood.any() or len(plain):
+        found = f"OOD eval {plain.iloc[0]!r}" if len(plain) else "no OOD evals"
+        raise BenchmarkError(f"--by severity needs OOD evals named <corruption>@<severity> (e.g. fog@3); "
+                             f"these records have {found}")
+    severity = parts[1].astype(int)
+    regrouped = long[ood].assign(group="sev" + severity.astype(str)).iloc[severity.argsort(kind="stable")]
+    return pd.concat([long[~ood], regrouped], ignore_index=True)
+
+
+def primary_scores(records: list[dict], by: str = "corruption") -> tuple[pd.DataFrame, list[str], str]:
+    """Per (run, variant) scores in the records' primary metric, the OOD groups, and that metric. OOD groups
+    `by` "corruption": the records' groups (a corruption family averaged over its severities, or a whole eval
+    set such as ImageNet-A); by "severity": one per severity (corruption suites only)."""
     long = long_frame(records)
     if long.empty:
         raise BenchmarkError("no finished records to tabulate; run `benchmark run` first")
     metric = primary_metric(long)
-    scores, groups = variant_scores(long[long["metric"] == metric])
+    long = long[long["metric"] == metric]
+    scores, groups = variant_scores(by_severity(long) if by == "severity" else long)
+    line = baseline(records, scores)
+    scores["er"] = effective_robustness(line, scores["id"], scores["ood"]) if isinstance(line, Line) else math.nan
     return scores, groups, metric
 
 
-def tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str]:
+def baseline(records: list[dict], scores: pd.DataFrame) -> Line | str:
+    """The effective-robustness line of the records' suite for the `ood` score, or why there is none."""
+    return line_for(records[0]["config"]["suite"], scores, OOD_MEAN)
+
+
+def effective_note(records: list[dict]) -> formats.Note:
+    """Which line `er` is measured from (or why the column is empty)."""
+    scores, _, _ = primary_scores(records)
+    line = baseline(records, scores)
+    if not isinstance(line, Line):
+        return formats.Note("Effective robustness", f"`er` is not computed: {line}.", ())
+    return formats.Note("Effective robustness", (
+        f"`er` = `ood` minus the `ood` that the baseline line predicts from `id` (logit(ood) = {line.slope:.3f} · "
+        f"logit(id) {line.intercept:+.3f}); the line: {line.source}."), ())  # fmt: skip
+
+
+def tables(records: list[dict], by: str = "corruption") -> tuple[pd.DataFrame, pd.DataFrame, list[str], str]:
     """(every variant, selected vs oracle picks, OOD groups, metric), each score mean ± stderr over seeds."""
-    scores, groups, metric = primary_scores(records)
-    columns = ["selection", "id", "ood", *groups]
+    scores, groups, metric = primary_scores(records, by)
+    columns = ["selection", "id", "ood", "er", *groups]
     variants = _mean_stderr(scores, KEYS + ["variant"], columns)
     run_keys = KEYS + ["seed", "run_id"]
     # Per run: the variant with the best selection accuracy, and (oracle) the best mean OOD accuracy.
@@ -143,52 +182,50 @@ def in_method_order(frame: pd.DataFrame, within: str | None = None) -> pd.DataFr
     return frame.sort_values(keys, key=lambda col: col.map(order[col.name]), kind="stable").reset_index(drop=True)
 
 
-def _cell(mean: float, stderr: float, seeds: int, n: int) -> str:
-    """mean ± stderr; a mean over fewer seeds than the row's says over how many."""
-    if pd.isna(mean):
-        return "–"
-    text = f"{100 * mean:.1f}" if n < 2 or pd.isna(stderr) else f"{100 * mean:.1f} ± {100 * stderr:.1f}"
-    return text if n == seeds else f"{text} ({n} of {seeds} seeds)"
+def class_subset(record: dict) -> str:
+    """'' for a run over all 1000 ImageNet classes; else its restricted label space, e.g. 'a 10-class subset'
+    (``--size wnids=...``: the record's sizes name the classes, its suite notes list them)."""
+    chosen = record["config"].get("sizes", {}).get("wnids")
+    if not chosen:
+        return ""
+    listed = record.get("suite_notes", {}).get("wnids")
+    n = len(listed) if isinstance(listed, list) else len(chosen) if isinstance(chosen, list) else 0
+    return f"a {n}-class subset" if n else "a class subset"
 
 
-def _label(frame: pd.DataFrame) -> pd.Series:
-    """Method name, suffixed with the setting hash only where one method ran with several settings, and with
-    its departures from the suite's training budget where it has any."""
-    settings = frame.groupby("method")["setting"].transform("nunique")
-    label = frame["method"].where(settings == 1, frame["method"] + "#" + frame["setting"])
-    return label.where(frame["budget"] == "", label + " [budget: " + frame["budget"] + "]")
+def mce_text(runs: list[tuple[dict, list[dict]]], baseline: str) -> str:
+    """One row's mCE: the mean over its runs (seeds), or why there is none. A run over a class subset shows
+    none: the baseline's errors are 1000-class errors, so normalising a k-class run by them gives a number
+    that looks like an mCE and is not one. A run missing grid cells shows how many it has."""
+    subset = next((s for s in (class_subset(r) for r, _ in runs) if s), "")
+    if subset:
+        return f"not shown: {subset}; the {baseline} errors are over all 1000 classes"
+    gaps = [set(mce.missing_cells(mce.corruption_errors(rows))) for _, rows in runs]
+    missing = [c for c in mce.missing_cells({}) if any(c in g for g in gaps)]  # missing_cells({}): the whole grid
+    if missing:
+        more = ", ..." if len(missing) > 3 else ""
+        return f"incomplete: {mce.CELLS - len(missing)} of {mce.CELLS} cells (missing {', '.join(missing[:3])}{more})"
+    return f"{sum(mce.mce(rows, baseline)['mce'] for _, rows in runs) / len(runs):.1f}"
 
 
-def to_markdown(frame: pd.DataFrame, label_cols: list[str], columns: list[str]) -> str:
-    header = ["method", *label_cols, "seeds", *columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    labels = _label(frame)
-    for (_, r), label in zip(frame.iterrows(), labels):
-        cells = [label, *[str(r[c]) for c in label_cols], str(r["seeds"])]
-        cells += [_cell(r[f"{c}_mean"], r[f"{c}_stderr"], r["seeds"], r[f"{c}_n"]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def mce_section(records: list[dict]) -> str:
+def mce_grid(records: list[dict]) -> formats.Grid | None:
     """Mean corruption error per (method, backbone, variant), averaged over seeds; lower is better. For suites
     whose records name an mCE baseline (the released ImageNet-C: Hendrycks & Dietterich 2019)."""
     baseline = next((r.get("suite_notes", {}).get("mce_baseline") for r in records if r.get("suite_notes", {}).get("mce_baseline")), None)
     if baseline is None:
-        return ""
-    per: dict[tuple, list[float]] = {}
+        return None
+    runs: dict[tuple, list[tuple[dict, list[dict]]]] = {}
     for r in records:
         by_variant: dict[str, list[dict]] = {}
         for row in r["evals"]:
             by_variant.setdefault(row["variant"], []).append(row)
         for variant, rows in by_variant.items():
-            per.setdefault((r["config"]["method"], r["config"]["backbone"], variant), []).append(mce(rows, baseline)["mce"])
-    lines = [f"## mCE vs {baseline} (%, lower is better)", "", "| method | backbone | variant | seeds | mCE |", "|---|---|---|---|---|"]
-    lines += [f"| {m} | {b} | {v} | {len(x)} | {sum(x) / len(x):.1f} |" for (m, b, v), x in per.items()]
-    return "\n".join(lines) + "\n\n"
+            runs.setdefault((r["config"]["method"], r["config"]["backbone"], variant), []).append((r, rows))
+    rows = tuple((m, b, v, str(len(x)), mce_text(x, baseline)) for (m, b, v), x in runs.items())
+    return formats.Grid(f"mCE vs {baseline} (%, lower is better)", ("method", "backbone", "variant", "seeds", "mCE"), rows)
 
 
-def sources_section(records: list[dict]) -> str:
+def departures_note(records: list[dict]) -> formats.Note | None:
     """Where each budget departure comes from (a method's declared source, or the command line); those every
     run shares are listed once, for all."""
     shared = shared_departures(records)
@@ -198,70 +235,86 @@ def sources_section(records: list[dict]) -> str:
             if key not in shared:
                 seen.setdefault((r["config"]["method"], key), d["source"])
     if not seen and not shared:
-        return ""
-    lines = ["## Departures from the suite's training budget", ""]
-    lines += [f"- every run: {departure_text(key, d)}, from the {d['source']}" for key, d in shared.items()]
-    lines += [f"- {method}, {key}: {source}" for (method, key), source in seen.items()]
-    return "\n".join(lines) + "\n\n"
+        return None
+    items = [f"every run: {departure_text(key, d)}, from the {d['source']}" for key, d in shared.items()]
+    items += [f"{method}, {key}: {source}" for (method, key), source in seen.items()]
+    return formats.Note("Departures from the suite's training budget", "", tuple(items))
 
 
-def mixed_section(records: list[dict], label_of, thing: str, kinds: str) -> str:
+def mixed_note(records: list[dict], label_of, thing: str, kinds: str) -> formats.Note | None:
     """A warning when the table mixes records of several kinds of `thing` (say which, with run counts)."""
     counts: dict[str, int] = {}
     for r in records:
         counts[label_of(r)] = counts.get(label_of(r), 0) + 1
     if len(counts) < 2:
-        return ""
-    lines = [f"**Mixed {thing}**: these records come from {len(counts)} {kinds}; rerun the older ones "
-             "with `benchmark run --rerun` to compare like with like.", ""]
-    lines += [f"- {label}: {n} run{'s' if n > 1 else ''}" for label, n in counts.items()]
-    return "\n".join(lines) + "\n\n"
+        return None
+    text = (f"these records come from {len(counts)} {kinds}; rerun the older ones with `benchmark run --rerun` "
+            "to compare like with like.")  # fmt: skip
+    items = tuple(f"{label}: {n} run{'s' if n > 1 else ''}" for label, n in counts.items())
+    return formats.Note(f"Mixed {thing}", text, items)
+
+
+def md_note(note: formats.Note | None) -> str:
+    """A note in markdown, '' for none (for reproduce's tables, which are markdown only)."""
+    return formats.md_extra(note) if note else ""
+
+
+def mixed_section(records: list[dict], label_of, thing: str, kinds: str) -> str:
+    return md_note(mixed_note(records, label_of, thing, kinds))
+
+
+def code_note(records: list[dict]) -> formats.Note | None:
+    return mixed_note(records, code_label, "code", "versions of the code")
 
 
 def code_section(records: list[dict]) -> str:
-    return mixed_section(records, code_label, "code", "versions of the code")
+    return md_note(code_note(records))
 
 
 def data_label(record: dict) -> str:
     return f"data {record['data']}" if record.get("data") else "unknown (record predates data fingerprints)"
 
 
-def left_out_section(rejected) -> str:
+def data_note(records: list[dict]) -> formats.Note | None:
+    return mixed_note(records, data_label, "data", "copies of the data")
+
+
+def left_out_note(rejected) -> formats.Note | None:
     """Records that could not be tabulated, named, so a table never hides what it dropped."""
     if not rejected:
-        return ""
-    lines = [f"**Left out**: {len(rejected)} record{'s' if len(rejected) > 1 else ''} could not be tabulated.", ""]
-    return "\n".join(lines + [f"- {Path(path).name}: {why.rpartition(': ')[2]}" for path, why in rejected]) + "\n\n"
+        return None
+    text = f"{len(rejected)} record{'s' if len(rejected) > 1 else ''} could not be tabulated."
+    items = tuple(f"{Path(path).name}: {why.rpartition(': ')[2]}" for path, why in rejected)
+    return formats.Note("Left out", text, items)
 
 
-def render(suite: str, records: list[dict], rejected=()) -> tuple[str, pd.DataFrame]:
-    variants, selection, groups, metric = tables(records)
-    columns = ["selection", "id", "ood", *groups]
-    text = (
-        f"# Leaderboard: {suite}\n\n"
-        f"{METRIC_TITLES[metric]} (%), mean ± standard error over seeds. "
-        "`selection` is the held-out train slice used "
-        "only to choose variants; `ood` is the mean over the OOD groups.\n\n"
-        "## Model selection: chosen on the selection split vs oracle (best mean OOD)\n\n"
-        + to_markdown(selection, ["backbone", "pick", "variant"], ["id", "ood"])
-        + "\n\n## Every variant\n\n"
-        + to_markdown(variants, ["backbone", "variant"], columns)
-        + "\n\n"
-        + mce_section(records)
-        + sources_section(records)
-        + code_section(records)
-        + mixed_section(records, data_label, "data", "copies of the data")
-        + left_out_section(rejected)
-        + "Generated by `benchmark leaderboard` from results/runs/" + suite + "/; do not edit.\n"
-    )
-    csv = pd.concat([variants.assign(table="variants"), selection.assign(table="selection")], ignore_index=True)
-    return text, csv
+def intro(metric: str, by: str) -> str:
+    text = (f"{METRIC_TITLES[metric]} (%), mean ± standard error over seeds. `selection` is the held-out train slice "
+            "used only to choose variants; `ood` is the mean over the OOD groups.")  # fmt: skip
+    if by == "severity":
+        text += " The OOD groups are severities: `sevN` is the mean over the corruptions at severity N."
+    return text
 
 
-def write(results: Path, suite: str) -> tuple[Path, str]:
-    records, rejected = scan_records(results, suite)
-    text, csv = render(suite, records, rejected)
-    md_path = Path(results) / f"{suite}.md"
-    atomic_write_bytes(md_path, text.encode())
-    atomic_write_bytes(Path(results) / f"{suite}.csv", csv.to_csv(index=False, float_format="%.6g").encode())
-    return md_path, text
+def board(suite: str, records: list[dict], rejected=(), by: str = "corruption",
+          results: Path = Path("results")) -> formats.Board:
+    """What the leaderboard says, for every format. The selection table shows every score but the selection
+    split's and the single OOD groups'; the variants table shows every score."""
+    variants, selection, groups, metric = tables(records, by)
+    picked = [c for c in formats.score_columns(selection) if c != "selection" and c not in groups]
+    shown = (
+        formats.Table("selection", "Model selection: chosen on the selection split vs oracle (best mean OOD)", selection,
+                      ("backbone", "pick", "variant"), tuple(picked)),
+        formats.Table("variants", "Every variant", variants, ("backbone", "variant"), tuple(formats.score_columns(variants))),
+    )  # fmt: skip
+    extras = (effective_note(records), mce_grid(records), departures_note(records), code_note(records), data_note(records),
+              left_out_note(rejected))  # fmt: skip
+    source = f"{Path(results) / 'runs' / suite}/"  # as given (--results), so the footer names the real folder
+    return formats.Board(suite, intro(metric, by), shown, tuple(x for x in extras if x), source)
+
+
+def render(suite: str, records: list[dict], rejected=(), by: str = "corruption",
+           results: Path = Path("results")) -> tuple[str, pd.DataFrame]:
+    """(markdown text, the CSV's frame)."""
+    b = board(suite, records, rejected, by, results)
+    return formats.markdown(b), formats.csv_frame(b)
