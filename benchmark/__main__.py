@@ -65,10 +65,10 @@ def run_and_report(groups, args, suites) -> None:
     free = {what: records.writable_folder(folder, what) for what, folder in folders}
     print(f"results: {args.results} ({free['results'] / 2**30:.1f} GiB free); cache: {cache_root()} "
           f"({free['cache'] / 2**30:.1f} GiB free)", flush=True)  # fmt: skip
-    rerun = getattr(args, "rerun", False)
+    rerun, log = getattr(args, "rerun", False), getattr(args, "log", None)  # `reproduce` has neither flag
     total = sum(map(len, groups))
     for i, (run, outcome) in enumerate(run_groups(groups, args.results, args.data_root, args.workers,
-                                                  not args.no_progress, rerun), 1):  # fmt: skip
+                                                  not args.no_progress, rerun, log), 1):  # fmt: skip
         cfg = run.config
         verb = {"skipped": "exists, skipped (--rerun runs it again)",
                 "superseded": f"done in {outcome.record['wall_s']:.0f}s, superseding the old record"}.get(
@@ -101,6 +101,46 @@ def cmd_run(args) -> int:
     print()
     print(text)
     print(f"wrote {', '.join(map(str, paths))} ({time.time() - started:.0f}s in all)")
+    return 0
+
+
+EVAL_EPILOG = """the checkpoint (read with torch.load(weights_only=True), so it can run no code):
+  a state dict of the backbone with its head, keyed as oodbench builds the model (backbone.*, head.*;
+  CLIP: text.* too), at the top level or under 'state_dict', 'model_state_dict' or 'model'; for
+  clip:... also open_clip's own layout (visual.*, text tower at the top). A CLIP checkpoint without
+  head.* gets the zero-shot head of its own text tower for the suite's class names, as the zeroshot
+  method builds it; the record says so.
+
+the record: <results>/runs/<suite>/external-<id>.json, method external, one variant (--name); the id
+hashes the suite, backbone, image size, sizes and the file's sha256 (not its name). It sits in the
+tables beside trained methods; the same checkpoint again is skipped unless --rerun.
+
+examples:
+  python -m benchmark eval --suite fmnist-c --backbone lite0 --checkpoint ft.pt
+  python -m benchmark eval --suite imagenet --backbone clip:ViT-B-32/openai --checkpoint clip-ft.pt --name my-clip-ft
+"""
+
+
+def cmd_eval(args) -> int:
+    from benchmark.harness.external import run_external
+    from benchmark.report.publish import publish
+
+    if args.image_size is not None and args.image_size < 1:
+        raise BenchmarkError(f"--image-size must be a positive number of pixels, got {args.image_size}")
+    outcome = run_external(args.suite, args.backbone, args.checkpoint, args.results, args.image_size,
+                           parse_assignments(args.size, "size"), args.data_root, args.name, not args.no_progress,
+                           args.workers, args.rerun)  # fmt: skip
+    record = outcome.record
+    label = record["evals"][0]["variant"]
+    verb = {"skipped": f"exists (as {label}), skipped (--rerun evaluates it again)",
+            "superseded": f"done in {record['wall_s']:.0f}s, superseding the old record"}.get(
+        outcome.status, f"done in {record['wall_s']:.0f}s")  # fmt: skip
+    print(f"{args.suite} external {label}: {outcome.run_id} {verb} -> {outcome.path}")
+    print(f"head: {record['checkpoint']['head']}", flush=True)
+    paths, text = publish(args.results, args.suite)
+    print()
+    print(text)
+    print(f"wrote {', '.join(map(str, paths))}")
     return 0
 
 
@@ -181,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "robustness does it keep? Runs write one immutable record each under results/runs/; "
                     "tables are regenerated from records.",
     )  # fmt: skip
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,leaderboard,reproduce,prepare,corrupt,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,eval,leaderboard,reproduce,prepare,corrupt,bench}")
     results = dict(type=Path, default=Path(os.environ.get("OODBENCH_RESULTS", "results")),
                    help="results directory (records in <results>/runs/<suite>/; default: results)")  # fmt: skip
     data_root = dict(type=Path, default=None, help="where datasets live (else per-dataset env vars and defaults)")
@@ -191,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="fine-tune and evaluate (no arguments: the embedded default suite)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)  # fmt: skip
-    p.add_argument("--suite", default=DEFAULT_SUITE, help=f"suite name (default: {DEFAULT_SUITE}; see `list`)")
+    p.add_argument("--suite", default=DEFAULT_SUITE,
+                   help=f"suite name (default: {DEFAULT_SUITE}; see `list`), or a suite card: path/to/card.toml")
     p.add_argument("--method", nargs="+", help="method name(s) (default: the suite's default set)")
     p.add_argument("--backbone", help="backbone, e.g. lite0, timm:resnet50, clip:ViT-B-32/openai (default: per suite)")
     p.add_argument("--seed", nargs="+", type=int, default=[0], help="seed(s); each is one run and one record")
@@ -209,15 +250,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run configurations whose record exists again; the old record is moved to "
                         "<results>/runs/<suite>/superseded/ (never deleted) and the new one takes its place")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--log", choices=["tensorboard"],
+                   help="also log each step's loss terms and learning rates, each epoch's curves and the "
+                        "evaluation as TensorBoard event files in <results>/tensorboard/<suite>/<run id>/ "
+                        "(needs pip install 'oodbench[log]'; off by default)")  # fmt: skip
     p.add_argument("--data-root", **data_root)
     p.add_argument("--results", **results)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("leaderboard", help="regenerate results/<suite>.md and .csv (or --format) from the records")
-    p.add_argument("--suite", default=DEFAULT_SUITE)
+    p = sub.add_parser("eval", help="evaluate a checkpoint trained elsewhere on every eval set of a suite; recorded "
+                                    "like a run (method external)",
+                       description="Score a checkpoint on every eval set of a suite (the selection split too) and "
+                                   "write a record like a run's, so it appears in the tables beside trained methods.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EVAL_EPILOG)  # fmt: skip
+    p.add_argument("--suite", required=True, help="suite name (see `list`)")
+    p.add_argument("--backbone", required=True,
+                   help="the architecture the weights are for, named as `run` names it: lite0, timm:resnet50, "
+                        "torchvision:resnet50, clip:ViT-B-32/openai (its pretrained weights are not needed)")  # fmt: skip
+    p.add_argument("--checkpoint", required=True, type=Path, metavar="FILE", help="the weights (see below)")
+    p.add_argument("--name", default="external", metavar="LABEL",
+                   help="the variant name in tables (default: external); not part of the record's id")  # fmt: skip
+    p.add_argument("--image-size", type=int, help="input resolution (default: per suite; as in `run`)")
+    p.add_argument("--size", nargs="+", metavar="KEY=VALUE",
+                   help="suite size overrides, e.g. n_test=500 (recorded and shown as a departure)")  # fmt: skip
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for corrupting data")
+    p.add_argument("--rerun", action="store_true",
+                   help="evaluate again though the record exists; the old record is moved to "
+                        "<results>/runs/<suite>/superseded/ (never deleted)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--data-root", **data_root)
     p.add_argument("--results", **results)
-    p.add_argument("--format", default="md,csv", metavar="md,csv,tex,html",
-                   help="comma-separated formats, each written to <results>/<suite>.<format> (default: md,csv); "
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("leaderboard", help="regenerate results/<suite>.md and .csv (or --format) from the records")
+    p.add_argument("--suite", default=DEFAULT_SUITE, help="suite name, or a suite card's path or name")
+    p.add_argument("--results", **results)
+    p.add_argument("--format", default="md,csv,tex", metavar="md,csv,tex,html",
+                   help="comma-separated formats, each written to <results>/<suite>.<format> (default: md,csv,tex); "
                         "tex: booktabs tables, best mean per column in bold; html: one page, sortable tables")  # fmt: skip
     p.add_argument("--by", choices=("corruption", "severity"), default="corruption",
                    help="OOD columns: one per corruption (or OOD set; default), or one per severity, the mean over "
@@ -271,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "suite", None):  # a suite card's path: registered, then named by its name (runs/<name>/)
+            from benchmark.data import resolve_suite
+
+            args.suite = resolve_suite(args.suite)
         return args.func(args)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,6 +10,12 @@ from typing import BinaryIO, Iterator
 from benchmark.errors import BenchmarkError
 
 
+def current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
     """A binary file whose contents appear at `path` only when complete and fsynced (temp file + rename), so a
@@ -21,6 +27,7 @@ def atomic_writer(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; results are shared files like any other
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

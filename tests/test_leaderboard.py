@@ -100,3 +100,14 @@ def test_mce_of_a_class_subset_is_not_shown():
     assert "| lp | lite0 | lp | 1 | not shown: a 2-class subset; the alexnet errors are over all 1000 classes |" in text
     html = formats.page(leaderboard.board("imagenet-c", recs))
     assert "<h2>mCE vs alexnet (%, lower is better)</h2>" in html and "not shown: a 2-class subset" in html
+
+
+def test_a_method_run_several_ways_is_labelled_by_what_differs():
+    sweep = [record("ft", 0, {"ft": (0.8, 0.9, {"fog@1": 0.5})}), record("ft", 1, {"ft": (0.7, 0.8, {"fog@1": 0.4})}),
+             record("ft", 0, {"ft": (0.6, 0.7, {"fog@1": 0.3})}), record("wise-ft", 0, {"wise-ft@1.0": (0.6, 0.7, {"fog@1": 0.3})})]
+    sweep[2]["config"]["hparams"] = {"lr": 0.01}
+    sweep[2]["run_id"] = "ft-lr"
+    assert leaderboard.settings_of(sweep) == {"ft-0": "lr=(none)", "ft-1": "lr=(none)", "ft-lr": "lr=0.01", "wise-ft-0": ""}
+    text, _ = leaderboard.render("toy", sweep)
+    assert "| ft (lr=0.01) | lite0 | ft | 1 | 60.0 | 70.0 | 30.0 |" in text
+    assert "| ft (lr=(none)) | lite0 | ft | 2 |" in text and "| wise-ft | lite0 | wise-ft@1.0 | 1 |" in text  # seeds: one setting

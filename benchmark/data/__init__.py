@@ -5,6 +5,9 @@ suite or dataset is looked up.
 A suite is defined with everything a run on it shares: how to build it, its default sizes, and its
 training recipe (the budget every method on it trains with), plus the default backbone, resolution
 and methods. A suite without a complete recipe is refused when it is defined.
+
+A suite can also come from a suite card, a TOML file of the user's (benchmark.data.custom): wherever a suite is
+named (`--suite`, plan), a path ending in .toml is read and registered under the card's `name` (resolve_suite).
 """
 from __future__ import annotations
 
@@ -80,7 +83,24 @@ def size_value(suite: str, key: str, value, default):
     return value
 
 
-SUITES: Registry[SuiteSpec] = Registry("suite", modules=ADAPTERS)
+class SuiteRegistry(Registry[SuiteSpec]):
+    """The adapters' suites, and those of the suite cards read in this process (see resolve_suite)."""
+
+    def __init__(self):
+        super().__init__("suite", modules=ADAPTERS)
+        self.cards: dict[str, Path] = {}  # suite name -> the card it was read from
+
+    def register_card(self, spec: SuiteSpec, card: Path) -> None:
+        """Register a card's suite; a card read again (perhaps edited) replaces its earlier reading."""
+        self.load()
+        if spec.name in self._items and spec.name not in self.cards:
+            raise BenchmarkError(f"suite card {card}: name {spec.name!r} is taken by a built-in suite; give the card another name")
+        self._items.pop(spec.name, None)
+        self.register(spec.name, spec.description, module="benchmark.data.custom")(spec)
+        self.cards[spec.name] = card
+
+
+SUITES = SuiteRegistry()
 # `benchmark prepare NAME`: fn(data_root, download) -> PrepareReport (what to get, where; is it there?)
 DATASETS: Registry[Callable[..., "PrepareReport"]] = Registry("dataset", modules=ADAPTERS)
 
@@ -114,6 +134,18 @@ class SuiteOptions:
     cache_dir: Path = field(default_factory=cache_root)
     workers: int = 2
     progress: bool = True
+
+
+def resolve_suite(name: str) -> str:
+    """The registered name of a suite: a suite card (a path ending in .toml) is read and registered under the
+    name it gives (its records go to runs/<name>/); any other name is returned as it is."""
+    if Path(name).suffix.lower() != ".toml":
+        return name
+    from benchmark.data.custom import card_suite
+
+    spec = card_suite(Path(name))
+    SUITES.register_card(spec, Path(name))
+    return spec.name
 
 
 def missing_data(suite: str, sizes: dict, data_root) -> dict[str, str]:

@@ -100,6 +100,8 @@ class Suite:
     evals: list[EvalSet]
     task: str = "classification"
     notes: dict = field(default_factory=dict)
+    # CLIP prompt templates ('{}' marks the class name) for zero-shot heads; empty: the backbone's own.
+    templates: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -112,6 +114,8 @@ class Suite:
         parts = [self.classnames, "train", self.train, "selection", self.selection]
         for e in self.evals:
             parts += [e.name, e.role, e.dataset]
+        if self.templates:  # they decide what a zero-shot head scores, as the class names do
+            parts += ["templates", list(self.templates)]
         return data_fingerprint(parts)
 
     def all_evals(self) -> list[EvalSet]:

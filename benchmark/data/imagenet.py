@@ -11,6 +11,11 @@ objectnet.toml. Protocol:
 - ObjectNet: the 113 classes mapped to ImageNet by the release's mappings/ (datasets/objectnet/), logits
   max-pooled over each class's ImageNet classes, and the 2 px border cropped before the transform (as in
   wise-ft's ObjectNet loader).
+- V2, A, R and Sketch may instead be a Hugging Face copy (the card's [hub]): a `save_to_disk` folder where the
+  image folder would be, or a Hub id named by the card's variable (loaded with `datasets.load_dataset`, from
+  the local cache when HF_HUB_OFFLINE=1). Its labels must name this universe's classes exactly: by WordNet
+  id, by ImageNet class index, or by ClassLabel names that are either of those or the 1000 ILSVRC lemmas in
+  index order; anything else is a one-line error.
 A missing eval set is an error; ``--size evals=v2,a`` restricts the suite on purpose. ``--size wnids=...``
 restricts the label space to some classes (cheap runs, tests): every eval set keeps only those classes,
 and records carry the restriction in their sizes.
@@ -20,13 +25,20 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
 from benchmark.data import DATASETS, PrepareReport, SuiteOptions, register_suite
 from benchmark.data.base import IDENTITY, EvalSet, LabelMap, MaxPoolLabelMap, Suite, SubsetLabelMap, disjoint_split
-from benchmark.data.cards import Location, count, location
+from benchmark.data.cards import Location, NotFound, card, count, location
 from benchmark.data.folders import ImageListDataset, check_count, parse_choice, scan_classes, subsample, verify_images
 from benchmark.errors import BenchmarkError
 from benchmark.resources import shipped
@@ -42,10 +54,14 @@ DEFAULT_SIZES = {
 OBJECTNET_BORDER = 2  # pixels cut from every side (wise-ft src/datasets/objectnet.py `crop`)
 
 
-def _timm_info(name: str) -> list[str]:
-    # Read without importing timm (it pulls in torch models); the file is timm's own class list.
+def _timm_file(name: str) -> Path:
+    # Found without importing timm (it pulls in torch models); the files are timm's own class lists.
     root = importlib.util.find_spec("timm").submodule_search_locations[0]
-    return (Path(root) / "data" / "_info" / name).read_text().split()
+    return Path(root) / "data" / "_info" / name
+
+
+def _timm_info(name: str) -> list[str]:
+    return _timm_file(name).read_text().split()
 
 
 @functools.cache
@@ -54,6 +70,14 @@ def imagenet_wnids() -> tuple[str, ...]:
     if len(wnids) != 1000 or list(wnids) != sorted(wnids):
         raise BenchmarkError("timm's imagenet_synsets.txt is not the 1000 sorted ILSVRC-2012 wnids; reinstall timm")
     return wnids
+
+
+@functools.cache
+def imagenet_lemmas() -> tuple[str, ...]:
+    """The ILSVRC names of the 1000 classes in index order ('tench, Tinca tinca', ...), from timm's
+    imagenet_synset_to_lemma.txt: what Hugging Face's ImageNet-family loaders name their ClassLabels."""
+    lemma = dict(line.split("\t", 1) for line in _timm_file("imagenet_synset_to_lemma.txt").read_text().splitlines())
+    return tuple(lemma[w] for w in imagenet_wnids())
 
 
 @functools.cache
@@ -112,7 +136,7 @@ def resolve_universe(value) -> list[str]:
 @dataclass
 class Variant:
     """One ImageNet-labelled image folder: how its labels map; its card (datasets/<name>.toml) says where it
-    lives and how many images a full copy has."""
+    lives, how many images a full copy has, and (its [hub]) whether a Hugging Face copy may stand in for it."""
 
     key: str          # name in --size evals=...
     name: str         # eval set / `benchmark prepare` name, and its card's
@@ -120,13 +144,30 @@ class Variant:
     splits: tuple[str, ...] = ("",)  # subfolders with images ("" = the folder itself, the card's "test" count)
     crop: int = 0
     looks_right: Callable[[Path], bool] = Path.is_dir
+    folder_wnid: Callable[[str], str] = lambda folder: folder  # the wnid a class folder holds
 
     @property
     def location(self) -> Location:
         return location(self.name)
 
+    @property
+    def hub(self) -> dict | None:
+        return card(self.name).get("hub")
+
     def expected(self, split: str) -> int:
         return count(self.name, split or "test")
+
+    def find(self, data_root: Path | None) -> Path | HubCopy:
+        """The image folder; a Hugging Face copy where the folder would be, or else the Hub id the card's [hub]
+        variable names; a one-line error saying where it looked when there is none."""
+        hub = self.hub
+        try:
+            root = self.location.find(data_root, self.looks_right)
+        except NotFound:
+            if not hub or not os.environ.get(hub["env"]):
+                raise
+            return HubCopy.open(self, os.environ[hub["env"]])
+        return HubCopy.open(self, root) if hub and _saved_dataset(root) else root
 
     def scan(self, root: Path, universe_pos: dict, full: bool) -> dict[str, list]:
         class_to_idx, _ = self.classes(universe_pos)
@@ -138,6 +179,171 @@ class Variant:
                 check_count(title, len(samples), self.expected(split))
             out[split] = samples
         return out
+
+    def dataset(self, copy: Path | HubCopy, universe_pos: dict, full: bool, n_max: int | None, seed: int,
+                transform: Callable) -> Dataset:
+        """The eval images of a one-folder variant (or of its Hugging Face copy), a seeded subsample of n_max."""
+        if isinstance(copy, HubCopy):
+            return HubImageDataset(copy, subsample(copy.samples(self, universe_pos, full), n_max, seed), transform)
+        return ImageListDataset(subsample(self.scan(copy, universe_pos, full)[""], n_max, seed), transform, self.crop)
+
+
+WNID = re.compile(r"n\d{8}")
+
+
+def _saved_dataset(folder: Path) -> bool:
+    # What `datasets.Dataset.save_to_disk` (or a DatasetDict's) leaves in a folder.
+    return (folder / "dataset_info.json").is_file() or (folder / "dataset_dict.json").is_file()
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _open_copy(title: str, where: Path | str, split: str):
+    """A `datasets.Dataset`: load_from_disk for a folder, else load_dataset of a Hub id ('owner/name' or
+    'owner/name:split'), which reads only the local cache when HF_HUB_OFFLINE=1."""
+    import datasets  # Hugging Face's; imported only when a copy is used (it is slow to import)
+
+    try:
+        if isinstance(where, Path):
+            data = datasets.load_from_disk(str(where))
+        else:
+            repo, _, named = where.partition(":")
+            data = datasets.load_dataset(repo, split=named or split)
+    except Exception as e:  # noqa: BLE001 - datasets raises many types; the user needs one line
+        raise BenchmarkError(f"cannot open the Hugging Face copy of {title} ({where}): {_first_line(e)}") from None
+    if isinstance(data, datasets.DatasetDict):
+        if split not in data:
+            raise BenchmarkError(f"the Hugging Face copy of {title} ({where}) has splits {sorted(data)}, not {split!r}")
+        data = data[split]
+    return data
+
+
+def _classlabel_tokens(where: str, names: list[str]) -> list[str]:
+    """What each ClassLabel name says: a wnid or a class index as written, or (the 1000 ILSVRC lemmas in index
+    order, as Hugging Face's ImageNet-family loaders name them) the class at that index."""
+    if all(WNID.fullmatch(n) or n.isdigit() for n in names):
+        return list(names)
+    lemmas = imagenet_lemmas()
+    # 'crane' names two classes: the other 998 names pin the order, and with it those two.
+    repeated = {name for name, n in Counter(lemmas).items() if n > 1}
+    if len(names) == len(lemmas) and all(n == m for n, m in zip(names, lemmas) if m not in repeated):
+        return list(imagenet_wnids())
+    raise BenchmarkError(f"{where}: its {len(names)} ClassLabel names (e.g. {names[0]!r}) are neither WordNet ids, "
+                         f"class indices nor the ImageNet class names in index order; its labels cannot be mapped")
+
+
+def _token_wnid(where: str, token: str) -> str:
+    if WNID.fullmatch(token):
+        return token
+    wnids = imagenet_wnids()
+    if token.isdigit() and int(token) < len(wnids):  # a class index, read as a number (never as sorted text)
+        return wnids[int(token)]
+    raise BenchmarkError(f"{where}: label {token!r} is neither a WordNet id nor an ImageNet class index")
+
+
+def _row_wnids(where: str, data, hub: dict) -> list[str | None]:
+    """Each row's class as the copy names it (see the card's [hub] labels); None for a WebDataset row whose key
+    lies outside the card's key_prefix (another set in the same archive, as V2's repository holds three)."""
+    from datasets import ClassLabel, Value
+
+    column = next((c for c in hub["labels"] if c in data.column_names), None)
+    if column is None:
+        raise BenchmarkError(f"{where} has none of the label columns {hub['labels']} (columns: {', '.join(data.column_names)})")
+    feature, values = data.features[column], data.select_columns([column]).to_dict()[column]
+    if column == "__key__":  # a WebDataset key: '<key_prefix><class>/<file name>'
+        prefix = hub.get("key_prefix", "")
+        tokens = [key[len(prefix):].split("/")[0] if key.startswith(prefix) else None for key in values]
+    elif isinstance(feature, ClassLabel):
+        if min(values, default=0) < 0:  # -1: datasets' "no label", which no class may absorb
+            raise BenchmarkError(f"{where}: {sum(v < 0 for v in values)} rows have no label (-1 in {column!r})")
+        names = _classlabel_tokens(where, feature.names)
+        tokens = [names[v] for v in values]
+    elif feature == Value("string"):
+        tokens = values
+    else:
+        raise BenchmarkError(f"{where}: label column {column!r} holds {feature}, not class names or a ClassLabel; "
+                             f"which classes its values mean is unknown")
+    wnid = {t: _token_wnid(where, t) for t in set(tokens) - {None}}
+    return [wnid.get(t) for t in tokens]
+
+
+@dataclass
+class HubCopy:
+    """A Hugging Face copy of a variant, opened: its image column and each row's wnid (None: not of this set)."""
+
+    where: str
+    images: object  # datasets.Dataset of the one image column
+    column: str
+    wnids: list
+
+    @classmethod
+    def open(cls, variant: Variant, where: Path | str) -> HubCopy:
+        from datasets import Image
+
+        title, hub = variant.location.title, variant.hub
+        data = _open_copy(title, where, hub["split"])
+        named = f"the Hugging Face copy of {title} ({where})"
+        images = [c for c, f in data.features.items() if isinstance(f, Image)]
+        if len(images) != 1:
+            raise BenchmarkError(f"{named} has {len(images)} image columns ({', '.join(images) or 'none'}); expected one")
+        return cls(named, data.select_columns(images), images[0], _row_wnids(named, data, hub))
+
+    def samples(self, variant: Variant, universe_pos: dict, full: bool) -> list[tuple[int, int]]:
+        """(row, label) for every row of a class in the universe, checked as a folder scan is: every label is one
+        of the variant's classes, every class in the universe has images, and a full copy has the card's count."""
+        label_of = {variant.folder_wnid(f): j for f, j in variant.classes(universe_pos)[0].items()}
+        every = {w: i for i, w in enumerate(imagenet_wnids())}
+        known = {variant.folder_wnid(f) for f in variant.classes(every)[0]}
+        stray = sorted({w for w in self.wnids if w is not None} - known)
+        if stray:
+            raise BenchmarkError(f"{self.where}: {len(stray)} labels are not among its {len(known)} classes "
+                                 f"(e.g. {', '.join(stray[:3])}): wrong copy or label column")  # fmt: skip
+        rows = [(i, label_of[w]) for i, w in enumerate(self.wnids) if w in label_of]
+        empty = sorted(set(label_of) - set(self.wnids))
+        if empty:
+            raise BenchmarkError(f"{self.where} is partial: {len(empty)} of {len(label_of)} classes have no images "
+                                 f"(e.g. {', '.join(empty[:3])})")  # fmt: skip
+        if full:
+            check_count(variant.location.title, len(rows), variant.expected(""))
+        return rows
+
+    def image(self, row: int):
+        try:
+            return self.images[row][self.column].convert("RGB")
+        except (OSError, ValueError) as e:
+            raise BenchmarkError(f"cannot read image {row} of {self.where}: {e}") from None
+
+    def unreadable(self, rows: list[int], title: str, progress: bool = True) -> list[str]:
+        """Decode every row's image (what `prepare` does); 'row N: error' for each that fails."""
+        bad = []
+        for row in tqdm(rows, desc=f"decoding {title}", unit="img", disable=not progress, leave=False):
+            try:
+                self.image(row)
+            except BenchmarkError as e:
+                bad.append(f"row {row}: {e}")
+        return bad
+
+
+class HubImageDataset(Dataset):
+    """Rows of a Hugging Face copy, decoded lazily, with their labels in the eval set's label space."""
+
+    def __init__(self, copy: HubCopy, samples: list[tuple[int, int]], transform: Callable):
+        self.copy, self.transform = copy, transform
+        self.rows = np.asarray([r for r, _ in samples], dtype=np.int64)
+        self.targets = [y for _, y in samples]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def sources(self):
+        # The copy's Arrow files by size (a stat, as for image files), and which rows it uses with which labels.
+        files = [Path(f["filename"]) for f in self.copy.images.cache_files]
+        return files, self.rows, np.asarray(self.targets, dtype=np.int64)
+
+    def __getitem__(self, i):
+        return self.transform(self.copy.image(int(self.rows[i]))), self.targets[i]
 
 
 def _same_wnids(pos):
@@ -175,7 +381,7 @@ def _objectnet_classes(pos):
 VARIANTS = {
     "imagenet": Variant("imagenet", "imagenet", _same_wnids, splits=("train", "val"),
                         looks_right=lambda d: (d / "train").is_dir() and (d / "val").is_dir()),
-    "v2": Variant("v2", "imagenet-v2", _v2_classes),
+    "v2": Variant("v2", "imagenet-v2", _v2_classes, folder_wnid=lambda folder: imagenet_wnids()[int(folder)]),
     "a": Variant("a", "imagenet-a", _subset_classes("a")),
     "r": Variant("r", "imagenet-r", _subset_classes("r")),
     "sketch": Variant("sketch", "imagenet-sketch", _same_wnids),
@@ -241,8 +447,8 @@ CLIP_SUITE = dict(recipe=RECIPE, backbone="clip:ViT-B-16/openai", image_size=224
 
 
 def finders(keys) -> dict[str, Callable]:
-    """`benchmark prepare` name -> the folder finder of each variant in keys."""
-    return {VARIANTS[k].name: functools.partial(VARIANTS[k].location.find, looks_right=VARIANTS[k].looks_right) for k in keys}
+    """`benchmark prepare` name -> the finder of each variant in keys."""
+    return {VARIANTS[k].name: VARIANTS[k].find for k in keys}
 
 
 def imagenet_needs(sizes: dict) -> dict[str, Callable]:
@@ -257,39 +463,55 @@ def imagenet_suite(opts: SuiteOptions) -> Suite:
     universe = resolve_universe(sizes["wnids"])
     pos = {w: i for i, w in enumerate(universe)}
     full = len(universe) == len(imagenet_wnids())
-    # Find every folder before scanning any, so a missing set fails in a second, not after the train scan.
-    find = finders(["imagenet", *keys])
-    roots = {k: find[VARIANTS[k].name](opts.data_root) for k in ["imagenet", *keys]}
+    # Find every copy before scanning any, so a missing set fails in a second, not after the train scan.
+    copies = {k: VARIANTS[k].find(opts.data_root) for k in ["imagenet", *keys]}
     ood = []
     for i, key in enumerate(keys, 1):
         v = VARIANTS[key]
-        samples = subsample(v.scan(roots[key], pos, full)[""], sizes["eval_max"], sizes["split_seed"] + i)
+        dataset = v.dataset(copies[key], pos, full, sizes["eval_max"], sizes["split_seed"] + i, opts.eval_transform)
         _, label_map = v.classes(pos)
-        ood.append(EvalSet(v.name, "ood", ImageListDataset(samples, opts.eval_transform, v.crop), label_map=label_map))
+        ood.append(EvalSet(v.name, "ood", dataset, label_map=label_map))
     return imagenet_suite_around("imagenet", opts, sizes, universe, ood,
                                  {"label_maps": {e.name: e.label_map.describe() for e in ood}})
 
 
 def prepare_variant(key: str, data_root: Path | None, download: bool = False, progress: bool = True) -> PrepareReport:
-    """Say what to download and where; verify a copy: class folders, counts vs the card, every image decodes."""
+    """Say what to download and where; verify a copy: classes, counts vs the card, every image decodes."""
     v = VARIANTS[key]
     loc = v.location
     lines = loc.report(data_root)
     if download:
         lines.append("automatic download is not offered (licences and hosts differ); follow the first line")
     try:
-        root = loc.find(data_root, v.looks_right)
-        universe = imagenet_wnids()
-        for split, samples in v.scan(root, {w: i for i, w in enumerate(universe)}, full=True).items():
-            title = f"{loc.title} {split}".strip()
-            lines.append("ok  " + check_count(title, len(samples), v.expected(split)) + f"  ({root / split})")
-            bad = verify_images([p for p, _ in samples], title, progress)
-            if bad:
-                raise BenchmarkError(f"{len(bad)} unreadable images in {title}, e.g. {bad[0]}")
-            lines.append(f"ok  {title}: every image decodes")
+        copy = v.find(data_root)
+        universe = {w: i for i, w in enumerate(imagenet_wnids())}
+        verify = _verify_hub if isinstance(copy, HubCopy) else _verify_folders
+        lines += verify(v, copy, universe, progress)
     except BenchmarkError as e:
         return PrepareReport(False, "\n".join(lines + [loc.missing(data_root, e)]))
     return PrepareReport(True, "\n".join(lines))
+
+
+def _verify_folders(v: Variant, root: Path, universe: dict, progress: bool) -> list[str]:
+    lines = []
+    for split, samples in v.scan(root, universe, full=True).items():
+        title = f"{v.location.title} {split}".strip()
+        lines.append("ok  " + check_count(title, len(samples), v.expected(split)) + f"  ({root / split})")
+        bad = verify_images([p for p, _ in samples], title, progress)
+        if bad:
+            raise BenchmarkError(f"{len(bad)} unreadable images in {title}, e.g. {bad[0]}")
+        lines.append(f"ok  {title}: every image decodes")
+    return lines
+
+
+def _verify_hub(v: Variant, copy: HubCopy, universe: dict, progress: bool) -> list[str]:
+    title = v.location.title
+    rows = [r for r, _ in copy.samples(v, universe, full=False)]
+    lines = ["ok  " + check_count(title, len(rows), v.expected("")) + f"  ({copy.where})"]
+    bad = copy.unreadable(rows, title, progress)
+    if bad:
+        raise BenchmarkError(f"{len(bad)} unreadable images in {title}, e.g. {bad[0]}")
+    return lines + [f"ok  {title}: every image decodes"]
 
 
 def _register_prepare(key: str) -> None:

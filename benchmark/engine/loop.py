@@ -1,5 +1,6 @@
 """The one training loop: optimizer from the method's parameter groups, warm-up + cosine schedule,
-gradient clipping, bf16 autocast on GPU, a checkpoint after every epoch, resume from it."""
+gradient clipping, bf16 autocast on GPU, a checkpoint after every epoch, resume from it; optionally a log
+of every step and epoch (benchmark/engine/runlog.py)."""
 from __future__ import annotations
 
 import math
@@ -13,6 +14,7 @@ from tqdm import tqdm
 
 from benchmark.errors import BenchmarkError
 from benchmark.engine.loaders import autocast, loader
+from benchmark.engine.runlog import NO_LOG, RunLog
 from benchmark.files import atomic_writer
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -40,8 +42,9 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
-def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: bool = True) -> dict:
-    """Train `model` in place with `method`; returns per-epoch curves. Resumes from `checkpoint`."""
+def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: bool = True, log: RunLog = NO_LOG) -> dict:
+    """Train `model` in place with `method`; returns per-epoch curves. Resumes from `checkpoint`. `log` sees
+    every step and epoch end, a resumed run's continuing after the checkpoint's last step."""
     groups = [g for g in method.param_groups(model) if g["params"]]
     curves: dict[str, list] = {}
     if not groups:
@@ -61,6 +64,7 @@ def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: boo
         start_epoch, curves = state["epoch"], state["curves"]
         torch.set_rng_state(state["rng"])
         tqdm.write(f"resuming {checkpoint.stem} after epoch {start_epoch}")
+    log.begin(start_epoch * steps_per_epoch)
     params = [p for g in groups for p in g["params"]]
     for epoch in range(start_epoch, epochs):
         method.train_mode(model)
@@ -82,6 +86,7 @@ def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: boo
                 torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
             method.before_step(model)
             optimizer.step()
+            log.step(step + 1, terms, optimizer)  # the learning rates this step used, before the schedule moves
             schedule.step()
             method.after_step(model, step)
             for k, v in terms.items():
@@ -89,6 +94,7 @@ def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: boo
             bar.set_postfix(loss=f"{loss.item():.3f}")
         for k, v in sums.items():
             curves.setdefault(f"train_{k}", []).append(v / steps_per_epoch)
+        log.epoch((epoch + 1) * steps_per_epoch, curves)
         save_checkpoint(checkpoint, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
             "method": method.state_dict(), "epoch": epoch + 1, "curves": curves, "rng": torch.get_rng_state(),

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from benchmark.data import SUITES
+from benchmark.data import SUITES, resolve_suite
 from benchmark.engine.loop import OPTIMIZERS
 from benchmark.errors import BenchmarkError
 from benchmark.report import records
@@ -44,8 +44,13 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=list)
-        return f"{self.method}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+        return run_id_of(self.method, self.to_dict())
+
+
+def run_id_of(method: str, config: dict) -> str:
+    """A record's name: its method and a hash of everything its run used."""
+    blob = json.dumps(config, sort_keys=True, default=list)
+    return f"{method}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
 @dataclass
@@ -126,7 +131,9 @@ def coerce(key: str, default, value):
 def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), image_size: int | None = None,
          overrides: dict | None = None, sizes: dict | None = None) -> list[PlannedRun]:
     """Every (method, seed) run the request names, resolved. With several methods, an override applies to
-    each method that has that hyper-parameter; one that no method has is an error."""
+    each method that has that hyper-parameter; one that no method has is an error. `suite`: a name, or a suite
+    card's path (the runs are then of the suite it registers)."""
+    suite = resolve_suite(suite)
     spec = SUITES.get(suite)
     overrides, sizes = dict(overrides or {}), dict(sizes or {})
     resolved_sizes = spec.resolve_sizes(sizes)

@@ -12,6 +12,7 @@ import torch
 from benchmark.data import SuiteOptions, build_suite
 from benchmark.data.base import Suite
 from benchmark.engine import RunContext, default_device, evaluate, fit, frozen_copy, loader
+from benchmark.engine.runlog import open_log, require
 from benchmark.errors import BenchmarkError
 from benchmark.harness.plan import PlannedRun, RunConfig
 from benchmark.models import backbone_transforms, create_backbone
@@ -63,9 +64,10 @@ def existing_record(cfg: RunConfig, suite: Suite, results: Path) -> dict | None:
 
 
 def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, departures: dict | None = None,
-            rerun: bool = False) -> Outcome:
+            rerun: bool = False, log: str | None = None) -> Outcome:
     """Run one config unless its record exists (with rerun: run it again and supersede that record); resumes
-    from a checkpoint left by an interrupted run. `departures`: the plan's budget departures, recorded."""
+    from a checkpoint left by an interrupted run. `departures`: the plan's budget departures, recorded. `log`:
+    'tensorboard' also logs training under <results>/tensorboard/<suite>/<run id>/ (benchmark/engine/runlog.py)."""
     run_id = cfg.run_id
     path = records.record_path(results, cfg.suite, run_id)
     supersede = path.exists()
@@ -76,7 +78,7 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
         raise BenchmarkError(f"method {cfg.method} supports {'/'.join(method_cls.tasks)} suites only; {cfg.suite} is a {suite.task} suite")
     started = time.time()
     torch.manual_seed(cfg.seed)
-    built = create_backbone(cfg.backbone, suite.classnames, cfg.image_size, cfg.pretrained)
+    built = create_backbone(cfg.backbone, suite.classnames, cfg.image_size, cfg.pretrained, suite.templates)
     if method_cls.needs_text_tower and "text" not in built.extras:
         raise BenchmarkError(f"method {cfg.method} needs a CLIP text tower; backbone {cfg.backbone} has none (use clip:...)")
     dev = default_device()
@@ -95,7 +97,8 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
     method = method_cls(hp)
     method.setup(model, ctx)
     checkpoint = ctx.checkpoint
-    curves = fit(model, method, ctx, hp, suite.train, checkpoint, progress)
+    run_log = open_log(log, Path(results) / "tensorboard" / cfg.suite / run_id)
+    curves = fit(model, method, ctx, hp, suite.train, checkpoint, progress, run_log)
     # The checkpoint stays when a check fails, for a look at what went wrong.
     check_finite(cfg.method, "after training", itertools.chain(model.named_parameters(), model.named_buffers()), exempt)
     variants = method.finalize(model)
@@ -106,6 +109,8 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
         model.load_state_dict(state)
         for row in evaluate(model, suite.all_evals(), dev, hp["eval_batch_size"], desc=f"eval {variant}", progress=progress):
             rows.append({"variant": variant, **row})
+    run_log.evals(rows)
+    run_log.close()
     record = {
         "run_id": run_id, "config": cfg.to_dict(), "seed": cfg.seed, "data": suite.fingerprint, "departures": departures or {},
         "code": records.code_identity(), "versions": records.library_versions(), "device": str(dev), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -117,10 +122,12 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
 
 
 def run_groups(groups: list[list[PlannedRun]], results: Path, data_root, workers: int = 2, progress: bool = True,
-               rerun: bool = False) -> Iterator[tuple[PlannedRun, Outcome]]:
+               rerun: bool = False, log: str | None = None) -> Iterator[tuple[PlannedRun, Outcome]]:
     """Run planned runs as `benchmark run` does, yielding each with its outcome. The runs of a group share one
     suite build (suite, sizes, backbone preprocessing). Every suite is built, and every existing record checked
-    against its data, before the first run trains: a record made from other data stops the request early."""
+    against its data, before the first run trains: a record made from other data stops the request early, as
+    does a `log` whose package is missing."""
+    require(log)
     suites = [prepare_suite(group[0].config, data_root, progress=progress, workers=workers) for group in groups]
     if not rerun:
         for group, suite in zip(groups, suites):
@@ -128,4 +135,5 @@ def run_groups(groups: list[list[PlannedRun]], results: Path, data_root, workers
                 existing_record(run.config, suite, results)
     for group, suite in zip(groups, suites):
         for run in group:
-            yield run, execute(run.config, suite, results, progress=progress, departures=run.departures, rerun=rerun)
+            yield run, execute(run.config, suite, results, progress=progress, departures=run.departures, rerun=rerun,
+                               log=log)

@@ -20,10 +20,11 @@ BACKBONES: Registry[type] = Registry("backbone", modules=(
 ))  # fmt: skip
 
 
-def create_backbone(name: str, classnames, image_size: int, pretrained: bool = True):
+def create_backbone(name: str, classnames, image_size: int, pretrained: bool = True, templates=()):
+    """`templates`: the suite's CLIP prompt templates (Suite.templates), for zero-shot heads."""
     from benchmark.models.base import BackboneRequest
 
-    request = BackboneRequest(name, tuple(classnames), image_size, pretrained)
+    request = BackboneRequest(name, tuple(classnames), image_size, pretrained, tuple(templates))
     return BACKBONES.get(request.family).build(request)
 
 

@@ -43,6 +43,8 @@ class BackboneRequest:
     classnames: tuple[str, ...]
     image_size: int
     pretrained: bool = True
+    # The suite's CLIP prompt templates ('{}' marks the class name); empty: the family's default.
+    templates: tuple[str, ...] = ()
 
     @property
     def family(self) -> str:

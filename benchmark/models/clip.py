@@ -22,6 +22,7 @@ check looks for that key.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -53,10 +54,16 @@ def open_clip():
 @dataclass
 class ClipText:
     tokenizer: Callable
-    # The 80 OpenAI ImageNet prompts (open_clip ships them); WiSE-FT, FLYP and Lipsum-FT use them for
-    # ImageNet, and Lipsum-FT for DomainNet too.
+    # Functions of a class name. The suite's own when it gives them (a suite card's `templates`), else the 80
+    # OpenAI ImageNet prompts (open_clip ships them); WiSE-FT, FLYP and Lipsum-FT use those for ImageNet, and
+    # Lipsum-FT for DomainNet too.
     templates: tuple
     classnames: tuple
+
+
+def prompt(template: str) -> Callable[[str], str]:
+    """A template string ('{}' marks the class name) as open_clip's templates are: a function of the name."""
+    return functools.partial(str.replace, template, "{}")
 
 
 class ImageTower(nn.Module):
@@ -98,8 +105,9 @@ def set_zero_shot_head(model: CLIPClassifier, text: ClipText) -> None:
 
 
 def head_cache_path(model_name: str, weights: str, text: ClipText) -> Path:
-    """Where the zero-shot head of pretrained weights is cached (it depends on nothing else), so every
-    run on a suite after the first skips the classes x templates text forward passes."""
+    """Where the zero-shot head of pretrained weights is cached, keyed on all it depends on (weights, class
+    names, prompt templates), so every run on a suite after the first skips the classes x templates text
+    forward passes."""
     source = weights
     if os.path.isfile(weights):
         stat = os.stat(weights)
@@ -157,7 +165,8 @@ class Clip:
         visual = clip.visual
         del clip.visual  # the rest is the text tower; the image tower lives once, in the classifier
         clip.requires_grad_(False)  # frozen unless a method trains it (FLYP)
-        text = ClipText(oc.get_tokenizer(model_name), tuple(oc.OPENAI_IMAGENET_TEMPLATES), tuple(req.classnames))
+        templates = tuple(map(prompt, req.templates)) or tuple(oc.OPENAI_IMAGENET_TEMPLATES)
+        text = ClipText(oc.get_tokenizer(model_name), templates, tuple(req.classnames))
         head = nn.Linear(oc.get_model_config(model_name)["embed_dim"], len(req.classnames))
         model = CLIPClassifier(ImageTower(visual), head, clip)
         cached = head_cache_path(model_name, weights, text) if req.pretrained and weights not in RANDOM_TAGS else None

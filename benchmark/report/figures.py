@@ -60,13 +60,12 @@ def _sigmoid(x):
 
 def series_labels(frame: pd.DataFrame) -> list[str]:
     """Legend name of each (method, backbone, setting, budget) row: the method, with the backbone where the
-    suite has several, and the setting hash (and budget) where one method ran several ways on a backbone."""
+    suite has several, its setting where the method ran several ways (e.g. `lr=0.01`), and its budget."""
     several_backbones = frame["backbone"].nunique() > 1
-    ways = frame.groupby(["method", "backbone"])[["setting", "budget"]].transform("nunique").max(axis=1)
     labels = []
-    for (_, r), n in zip(frame.iterrows(), ways):
+    for _, r in frame.iterrows():
         label = r["method"] + (f" ({r['backbone']})" if several_backbones else "")
-        label += f"#{r['setting']}" if n > 1 else ""
+        label += f" ({r['setting']})" if r["setting"] else ""
         labels.append(label + (f" [budget: {r['budget']}]" if r["budget"] else ""))
     return labels
 
@@ -317,7 +316,7 @@ def _draw_line(ax, line: dict | None) -> None:
     if "absent" in line:
         ax.text(0.01, 0.01, f"no baseline line: {line['absent']}", transform=ax.transAxes, fontsize=7, color="gray")
         return
-    ax.plot(line["x"], line["y"], "--", color="gray", lw=1.2, label=f"baseline fit: {line['source']} ({line['points']} points)", zorder=1)
+    ax.plot(line["x"], line["y"], "--", color="gray", lw=1.2, label=f"baseline fit: {line['source']}", zorder=1)
 
 
 def draw_scatter(data: dict):

@@ -101,10 +101,9 @@ def best(frame: pd.DataFrame, col: str) -> pd.Series:
 
 
 def row_labels(frame: pd.DataFrame) -> pd.Series:
-    """Method name, suffixed with the setting hash only where one method ran with several settings, and with
-    its departures from the suite's training budget where it has any."""
-    settings = frame.groupby("method")["setting"].transform("nunique")
-    label = frame["method"].where(settings == 1, frame["method"] + "#" + frame["setting"])
+    """Method name, with its setting where one method ran several ways (e.g. `ft (lr=0.01)`), and with its
+    departures from the suite's training budget where it has any."""
+    label = frame["method"].where(frame["setting"] == "", frame["method"] + " (" + frame["setting"] + ")")
     return label.where(frame["budget"] == "", label + " [budget: " + frame["budget"] + "]")
 
 

@@ -14,7 +14,6 @@ left out. ``board`` gathers all of it; benchmark/report/formats.py renders it as
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -29,10 +28,31 @@ from benchmark.report.records import code_label, scan_records
 KEYS = ["method", "backbone", "setting", "budget"]
 
 
-def setting_of(config: dict) -> str:
-    """Everything but the seed: runs that differ only in seed are repeats of one setting."""
-    blob = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True, default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()[:6]
+def flat_config(config: dict) -> dict[str, str]:
+    """A run's configuration but its seed, one level deep (hyper-parameters and sizes by their own names)."""
+    flat = {}
+    for key, value in config.items():
+        if key == "seed":
+            continue
+        for name, v in (value.items() if isinstance(value, dict) else [(key, value)]):
+            flat[name if key == "hparams" else (f"{key}.{name}" if isinstance(value, dict) else key)] = json.dumps(v, default=list)
+    return flat
+
+
+def settings_of(records: list[dict]) -> dict[str, str]:
+    """run id -> its setting, named by what tells it apart from the method's other settings in these records
+    (e.g. `lr=0.01`); runs that differ only in seed are repeats of one setting. A method with one setting: ''."""
+    by_method: dict[str, list[dict]] = {}
+    for r in records:
+        by_method.setdefault(r["config"]["method"], []).append(r)
+    names = {}
+    for runs in by_method.values():
+        flats = {r["run_id"]: flat_config(r["config"]) for r in runs}
+        keys = sorted({k for f in flats.values() for k in f})
+        differ = [k for k in keys if len({f.get(k) for f in flats.values()}) > 1]
+        for run_id, f in flats.items():
+            names[run_id] = ", ".join(f"{k}={json.loads(f[k]) if k in f else '(none)'}" for k in differ)
+    return names
 
 
 def departure_text(key: str, d: dict) -> str:
@@ -63,12 +83,12 @@ def method_order(names) -> list[str]:
 
 def long_frame(records: list[dict]) -> pd.DataFrame:
     order = method_order([r["config"]["method"] for r in records])
-    shared = shared_departures(records)
+    shared, settings = shared_departures(records), settings_of(records)
     rows = []
     for r in sorted(records, key=lambda r: (order.index(r["config"]["method"]), r["run_id"])):
         cfg = r["config"]
         base = {"run_id": r["run_id"], "method": cfg["method"], "backbone": cfg["backbone"],
-                "setting": setting_of(cfg), "budget": budget_label(r.get("departures", {}), shared), "seed": cfg["seed"]}  # fmt: skip
+                "setting": settings[r["run_id"]], "budget": budget_label(r.get("departures", {}), shared), "seed": cfg["seed"]}  # fmt: skip
         rows += [{**base, **e} for e in r["evals"]]
     return pd.DataFrame(rows)
 
