@@ -55,26 +55,44 @@ def check_seeds(seeds) -> None:
         raise BenchmarkError(f"--seed {bad[0]}: seeds are whole numbers from 0 to 2**32 - 1")
 
 
-def run_and_report(groups, args, suites) -> None:
-    """Check the results and cache folders, then run the planned groups, one line per run."""
-    from benchmark.harness.run import run_groups
+def check_folders(results, suites) -> None:
+    """Prove the results and cache folders writable before anything trains, and say how much room they have."""
     from benchmark.report import records
     from benchmark.resources import cache_root
 
-    folders = [("results", Path(args.results) / "runs" / suite) for suite in suites] + [("cache", cache_root())]
+    folders = [("results", Path(results) / "runs" / suite) for suite in suites] + [("cache", cache_root())]
     free = {what: records.writable_folder(folder, what) for what, folder in folders}
-    print(f"results: {args.results} ({free['results'] / 2**30:.1f} GiB free); cache: {cache_root()} "
+    print(f"results: {results} ({free['results'] / 2**30:.1f} GiB free); cache: {cache_root()} "
           f"({free['cache'] / 2**30:.1f} GiB free)", flush=True)  # fmt: skip
+
+
+def outcome_line(i: int, total: int, label: str, outcome, skipped="exists, skipped (--rerun runs it again)") -> str:
+    """One run's line in `run`, `reproduce --run` and `sweep`: what became of it, and where its file is."""
+    record, where = outcome.record, f" -> {outcome.path}"
+    if outcome.status == "skipped":
+        verb = skipped
+    elif outcome.status == "busy":  # another process holds the run's lock
+        verb = f"running elsewhere ({record['holder'] or 'another process'}), skipped"
+    elif outcome.status == "failed":
+        verb, where = f"failed: {record['error']}", ""
+    else:
+        superseding = ", superseding the old record" if outcome.status == "superseded" else ""
+        verb = f"done in {record['wall_s']:.0f}s{superseding}"
+    return f"[{i}/{total}] {label}: {outcome.run_id} {verb}{where}"
+
+
+def run_and_report(groups, args, suites) -> None:
+    """Check the results and cache folders, then run the planned groups, one line per run."""
+    from benchmark.harness.run import run_groups
+
+    check_folders(args.results, suites)
     rerun, log = getattr(args, "rerun", False), getattr(args, "log", None)  # `reproduce` has neither flag
     total = sum(map(len, groups))
     for i, (run, outcome) in enumerate(run_groups(groups, args.results, args.data_root, args.workers,
                                                   not args.no_progress, rerun, log), 1):  # fmt: skip
         cfg = run.config
-        verb = {"skipped": "exists, skipped (--rerun runs it again)",
-                "superseded": f"done in {outcome.record['wall_s']:.0f}s, superseding the old record"}.get(
-            outcome.status, f"done in {outcome.record['wall_s']:.0f}s")  # fmt: skip
         where = f"{cfg.suite} " if len(suites) > 1 else ""
-        print(f"[{i}/{total}] {where}{cfg.method} seed {cfg.seed}: {outcome.run_id} {verb} -> {outcome.path}", flush=True)
+        print(outcome_line(i, total, f"{where}{cfg.method} seed {cfg.seed}", outcome), flush=True)
 
 
 def cmd_run(args) -> int:
@@ -97,11 +115,123 @@ def cmd_run(args) -> int:
         return 0
     started = time.time()
     run_and_report([runs], args, [args.suite])
+    if not any((Path(args.results) / "runs" / args.suite).glob("*.json")):  # every run busy elsewhere
+        print("no records yet; the tables are written when a run finishes")
+        return 0
     paths, text = publish(args.results, args.suite)
     print()
     print(text)
     print(f"wrote {', '.join(map(str, paths))} ({time.time() - started:.0f}s in all)")
     return 0
+
+
+SWEEP_EPILOG = """the grid: every suite x backbone x combination of --set values, each planned as `run` plans it
+(the same run ids and records, so `run` and `sweep` skip each other's finished runs); then every method x seed.
+A comma list is an axis (lr=1e-3,1e-2); a value that is itself a list is bracketed (alphas=[0,0.5,1]).
+Finished runs are skipped and interrupted ones resume from their checkpoint: run the same sweep again after a
+crash, a preemption or an edit that adds values. Each run trains under a lock, <results>/runs/<suite>/<run id>.lock
+(host, pid, heartbeat), so that sweeps, their workers and `run`s never train one config at once; a run that
+fails leaves <run id>.failed (its error) there, and the sweep goes on with the others.
+
+examples:
+  python -m benchmark sweep --method ft lp --seed 0 1 --set lr=1e-3,1e-2 epochs=1,2 --dry-run
+  python -m benchmark sweep --method ft lp --seed 0 1 --set lr=1e-3,1e-2 --launcher parallel --jobs 4
+  python -m benchmark sweep --suite domainnet --method ft wise-ft --seed 0 1 2 --set lr=1e-4,3e-4 \\
+      --launcher slurm --partition gpu --gpus-per-node 1 --time 12:00:00 --mem 64 --cpus-per-task 8
+  python -m benchmark sweep --method ft lp --seed 0 1 --set lr=1e-3,1e-2 --status
+"""
+# Flags that only `--launcher slurm` reads (argparse dests).
+SLURM_FLAGS = ("partition", "gpus_per_node", "time", "mem", "cpus_per_task")
+
+
+def check_sweep_flags(args) -> None:
+    """A flag its launcher ignores is a mistake: say so rather than run without it."""
+    given = [f"--{flag.replace('_', '-')}" for flag in SLURM_FLAGS if getattr(args, flag) is not None]
+    if given and args.launcher != "slurm":
+        raise BenchmarkError(f"{given[0]} is for --launcher slurm (this sweep's launcher: {args.launcher})")
+    if args.jobs is not None and args.launcher == "local":
+        raise BenchmarkError("--jobs is for --launcher parallel (worker processes) or slurm (array tasks at once)")
+    if args.jobs is not None and args.jobs < 1:
+        raise BenchmarkError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.image_size is not None and args.image_size < 1:
+        raise BenchmarkError(f"--image-size must be a positive number of pixels, got {args.image_size}")
+    check_seeds(args.seed)
+
+
+def cmd_sweep(args) -> int:
+    from benchmark.data import resolve_suite
+    from benchmark.harness import sweep
+
+    check_sweep_flags(args)
+    grid = sweep.parse_grid(args.set)
+    runs = sweep.expand([resolve_suite(s) for s in args.suites], args.method, args.backbone or [None], args.seed,
+                        args.image_size, grid, parse_assignments(args.size, "size"))  # fmt: skip
+    if args.dry_run:
+        for run in runs:
+            print(json.dumps(run.describe(args.results), default=list))
+    elif args.status:
+        print("\n".join(sweep.status(runs, args.results, sweep.axes(runs, grid))))
+    elif args.launcher == "slurm":
+        submit_sweep(runs, args)
+    else:
+        run_sweep(runs, args, sweep.axes(runs, grid))
+    return 0
+
+
+def run_sweep(runs, args, shown) -> None:
+    """The local launchers: one line per run as it ends, then the tables; failed runs are an error at the end."""
+    from collections import Counter
+
+    from benchmark.harness import sweep
+    from benchmark.report.publish import publish
+
+    suites = list(dict.fromkeys(run.config.suite for run in runs))
+    check_folders(args.results, suites)
+    if args.launcher == "parallel":
+        gpus = sweep.visible_gpus()
+        jobs = args.jobs or len(gpus) or 2
+        each = f"one of GPUs {','.join(gpus)} each" if gpus else "the CPU threads split between them"
+        print(f"{jobs} worker processes, {each}", flush=True)
+        outcomes = sweep.run_parallel(runs, jobs, args.results, args.data_root, args.workers, args.log)
+    else:
+        outcomes = sweep.run_local(runs, args.results, args.data_root, args.workers, not args.no_progress, args.log)
+    counts, changed = Counter(), {}
+    for i, (run, outcome) in enumerate(outcomes, 1):
+        counts[outcome.status] += 1
+        if outcome.status in ("done", "superseded"):
+            changed[run.config.suite] = None
+        print(outcome_line(i, len(runs), sweep.label(run, shown), outcome, skipped="exists, skipped"), flush=True)
+    for suite in changed:  # the tables of suites with new records
+        paths, _ = publish(args.results, suite)
+        print(f"wrote {', '.join(map(str, paths))}")
+    print(f"{len(runs)} runs: {counts['done'] + counts['superseded']} ran now, {counts['skipped']} had a record, "
+          f"{counts['busy']} running elsewhere, {counts['failed']} failed")  # fmt: skip
+    if counts["failed"]:
+        raise BenchmarkError(f"{counts['failed']} of {len(runs)} runs failed: --status lists their errors, and the same "
+                             f"sweep again retries them")  # fmt: skip
+
+
+def submit_sweep(runs, args) -> None:
+    """`--launcher slurm`: one array task per run neither finished nor running; the jobs run on after this returns."""
+    from benchmark.harness import sweep
+
+    asked = {"partition": args.partition, "gpus_per_node": args.gpus_per_node, "mem_gb": args.mem,
+             "minutes": sweep.minutes(args.time) if args.time else None, "cpus_per_task": args.cpus_per_task,
+             "parallelism": args.jobs}  # fmt: skip
+    slurm = sweep.Slurm(**{key: value for key, value in asked.items() if value is not None})
+    # A run that is running now is not submitted again. One still queued from an earlier submission cannot be seen
+    # from here: of it and its duplicate, the one that starts second finds the record or the lock and ends at once.
+    states = [sweep.state_of(args.results, run.config)[0] for run in runs]
+    todo = [run for run, state in zip(runs, states) if state in ("pending", "failed")]
+    print(f"{len(runs)} runs: {states.count('done')} with a record and {states.count('running')} running (both skipped), "
+          f"{len(todo)} to submit")  # fmt: skip
+    if not todo:
+        return
+    check_folders(args.results, list(dict.fromkeys(run.config.suite for run in todo)))
+    jobs = sweep.submit(todo, args.results, args.data_root, args.workers, args.log, slurm)
+    print(f"submitted them as SLURM job array {jobs[0].job_id.split('_')[0]} (logs in "
+          f"{Path(args.results).resolve() / 'slurm'}/); the same sweep with --status follows them, and run again "
+          f"submits what is left")  # fmt: skip
 
 
 EVAL_EPILOG = """the checkpoint (read with torch.load(weights_only=True), so it can run no code):
@@ -213,6 +343,7 @@ def cmd_corrupt(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from benchmark.engine.loaders import default_workers
     from benchmark.harness.plan import DEFAULT_SUITE
 
     parser = argparse.ArgumentParser(
@@ -221,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "robustness does it keep? Runs write one immutable record each under results/runs/; "
                     "tables are regenerated from records.",
     )  # fmt: skip
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,eval,leaderboard,reproduce,prepare,corrupt,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,sweep,eval,leaderboard,reproduce,prepare,corrupt,bench}")
     results = dict(type=Path, default=Path(os.environ.get("OODBENCH_RESULTS", "results")),
                    help="results directory (records in <results>/runs/<suite>/; default: results)")  # fmt: skip
     data_root = dict(type=Path, default=None, help="where datasets live (else per-dataset env vars and defaults)")
@@ -241,7 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="input resolution (default: per suite)")
     p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="hyper-parameter overrides, e.g. lr=0.003")
     p.add_argument("--size", nargs="+", metavar="KEY=VALUE", help="suite size overrides, e.g. n_train=500")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for corrupting data")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help=f"processes for corrupting data and for loading images (decode and augment) while training "
+                        f"and evaluating; 0: in the training process (default: one per CPU up to 8, less one for "
+                        f"training: {default_workers()} here). Results do not depend on it")  # fmt: skip
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved plan, one JSON line per run (suite, method, backbone, seed, "
                         "hyper-parameters, sizes, budget departures, run id, whether its record exists); "
@@ -257,6 +391,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", **data_root)
     p.add_argument("--results", **results)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="a grid of runs (suites x methods x backbones x seeds x --set values), run here, "
+                                     "on parallel workers or as SLURM array tasks",
+                       description="Plan a grid of runs as `run` plans them and run the ones without a record: "
+                                   "sequentially, on worker processes, or as a SLURM job array (submitit).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SWEEP_EPILOG)  # fmt: skip
+    p.add_argument("--suite", dest="suites", nargs="+", default=[DEFAULT_SUITE],
+                   help=f"suite name(s) or suite card(s) (default: {DEFAULT_SUITE})")
+    p.add_argument("--method", nargs="+", help="method name(s) (default: each suite's default set)")
+    p.add_argument("--backbone", nargs="+", help="backbone(s) (default: each suite's)")
+    p.add_argument("--seed", nargs="+", type=int, default=[0], help="seed(s) (default: 0)")
+    p.add_argument("--set", nargs="+", metavar="KEY=V1,V2",
+                   help="hyper-parameter values, each comma list a grid axis, e.g. lr=1e-3,1e-2 epochs=1,2 "
+                        "(`run --set` takes one value per key)")  # fmt: skip
+    p.add_argument("--size", nargs="+", metavar="KEY=VALUE", help="suite size overrides, as in `run` (one value each)")
+    p.add_argument("--image-size", type=int, help="input resolution (default: per suite)")
+    todo = p.add_mutually_exclusive_group()
+    todo.add_argument("--dry-run", action="store_true",
+                      help="print the expanded plan, one JSON line per run, as `run --dry-run` does; trains nothing")
+    todo.add_argument("--status", action="store_true",
+                      help="list the grid's runs as done (record), running (a live lock: host, pid, heartbeat), "
+                           "failed (with the error) or pending, with counts; trains nothing")  # fmt: skip
+    p.add_argument("--launcher", choices=("local", "parallel", "slurm"), default="local",
+                   help="local: one run after another here (default); parallel: --jobs worker processes, one GPU "
+                        "each when there are GPUs, the CPU threads split between them; slurm: one SLURM array task "
+                        "per run via submitit (pip install 'oodbench[slurm]'), requeued on preemption or timeout")  # fmt: skip
+    p.add_argument("--jobs", type=int,
+                   help="parallel: worker processes (default: one per visible GPU, else 2); slurm: array tasks "
+                        "running at once (default: submitit's 256)")  # fmt: skip
+    p.add_argument("--partition", help="slurm: the partition")
+    p.add_argument("--gpus-per-node", type=int, help="slurm: GPUs per array task (default: 1; 0 for CPU only)")
+    p.add_argument("--time", help="slurm: time limit per task, minutes or hours:minutes:seconds (default: 240); "
+                                  "a task that reaches it is requeued and resumes (3 times at most)")
+    p.add_argument("--mem", type=float, metavar="GB", help="slurm: memory per task in GB (default: the partition's)")
+    p.add_argument("--cpus-per-task", type=int, help="slurm: CPUs per task (default: the partition's)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for corrupting data")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (the parallel and slurm launchers "
+                                                              "never show them)")
+    p.add_argument("--log", choices=["tensorboard"], help="as in `run`")
+    p.add_argument("--data-root", **data_root)
+    p.add_argument("--results", **results)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint trained elsewhere on every eval set of a suite; recorded "
                                     "like a run (method external)",

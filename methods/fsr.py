@@ -54,7 +54,9 @@ DISTANCES = ("auto", "features", "kl")
 
 
 def amplitude_mix(x: torch.Tensor, eta: float) -> torch.Tensor:
-    """Mix each image's amplitude spectrum with a random batch partner's (ratio ~ U(0, eta)); keep phase."""
+    """Mix each image's amplitude spectrum with a random batch partner's (ratio ~ U(0, eta)); keep phase. The batch
+    is what the loss sees: with gradient accumulation or several processes, one device's micro-batch (partners
+    come from it, as per-device augmentation does; the other terms are means, exact over the whole batch)."""
     if eta == 0:
         return x
     # Global CPU RNG: the loop checkpoints it, so a resumed run draws the same mixes.

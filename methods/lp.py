@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from benchmark.engine import distributed, loader
+from benchmark.engine.evaluate import my_share
 from benchmark.errors import BenchmarkError
 from methods import METHODS
 from methods.base import Method, RunContext, check_range
@@ -24,6 +26,13 @@ def extract_features(model, loader, device, progress=True) -> tuple[torch.Tensor
         labels.append(y)
     model.train(was_training)
     return torch.cat(feats), torch.cat(labels)
+
+
+def my_share_of(train_loader):
+    """This process's contiguous share of the loader's images (the loader itself on one process)."""
+    if distributed.world_size() == 1:
+        return train_loader
+    return loader(my_share(train_loader.dataset), train_loader.batch_size, workers=train_loader.num_workers)
 
 
 def fit_logistic_regression(feats, labels, num_classes, weight_decay, max_iter=200):
@@ -48,8 +57,15 @@ def probe_head(model, ctx: RunContext, weight_decay: float, method: str = "lp") 
     if not isinstance(model.head, torch.nn.Linear):  # e.g. a segmentation decoder: no per-image probe exists
         raise BenchmarkError(f"a linear probe needs a linear head; this model's head is a {type(model.head).__name__} "
                              f"(segmentation suites: use methods that fine-tune the head, e.g. ft, l2-sp, tpgm, ftp)")  # fmt: skip
-    feats, labels = extract_features(model, ctx.train_loader, ctx.device, ctx.progress)
-    w, b = fit_logistic_regression(feats, labels, ctx.num_classes, weight_decay)
+    # Under torchrun each process extracts its share of the features; rank 0 fits the probe on all of them (in
+    # the one-process order) and sends it to the others, so every process holds the same head.
+    feats, labels = extract_features(model, my_share_of(ctx.train_loader), ctx.device, ctx.progress)
+    feats, labels = distributed.gather_rows(feats), distributed.gather_rows(labels)
+    if distributed.is_main():
+        w, b = fit_logistic_regression(feats, labels, ctx.num_classes, weight_decay)
+    else:
+        w, b = torch.empty(ctx.num_classes, model.head.in_features), torch.empty(ctx.num_classes)
+    w, b = distributed.broadcast(w), distributed.broadcast(b)
     # No training loop follows for lp, so nothing else would notice a diverged fit before it is evaluated.
     if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
         raise BenchmarkError(f"{method}: the linear probe's fit gave non-finite weights (probe_wd={weight_decay!r}); "

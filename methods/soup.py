@@ -26,7 +26,9 @@ from typing import Callable
 
 import torch
 
-from benchmark.engine import accuracy, fit, predict
+from benchmark.engine import fit
+from benchmark.engine.evaluate import top1_counts
+from benchmark.engine.metrics import accuracy_from_counts
 from methods import METHODS
 from methods.base import Method, check_range, reestimate_bn, state_copy
 
@@ -113,4 +115,5 @@ class Soup(Method):
     def selection_accuracy(self, model, state: State) -> float:
         model.load_state_dict(state)
         loader = self.ctx.selection_loader
-        return accuracy(*predict(model.eval(), loader.dataset, None, self.ctx.device, loader.batch_size))
+        # Counts summed over processes under torchrun: every process judges (and so cooks) the same soup.
+        return accuracy_from_counts(*top1_counts(model.eval(), loader.dataset, None, self.ctx.device, loader.batch_size))

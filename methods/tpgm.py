@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from benchmark.errors import BenchmarkError
 from benchmark.engine import autocast, loader
+from benchmark.engine.distributed import all_sum, shard_batch
 from methods import METHODS
 from methods.base import Method, check_range, is_head
 
@@ -131,22 +132,24 @@ class RadiusProjection:
         return {n: anchors[n].detach() + projection_ratio(self.gamma[i], norms[i]) * diffs[n]
                 for i, n in enumerate(self.names)}  # fmt: skip
 
-    def radius_step(self, model, reference, batch) -> float:
-        """One Adam step on the radii: CE of the projected model (eval mode) on a held-out batch."""
-        x, y = batch
+    def radius_step(self, model, reference, batch) -> None:
+        """One Adam step on the radii: CE of the projected model (eval mode) on a held-out batch. Under torchrun
+        each process takes its share of the batch (every process draws the same batches) and the radius
+        gradients are summed over processes, so the radii stay identical everywhere, and equal one process's."""
+        x, y, weight = shard_batch(batch)
         was_training = model.training
         model.eval()
         params = dict(model.named_parameters())
         tensors = {n: p.detach() for n, p in params.items()}
         tensors.update(self.projected(params, dict(reference.named_parameters())))
-        with autocast(x.device):
-            logits = functional_call(model, tensors, (x,))
-        loss = F.cross_entropy(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if len(y):  # a share can be empty when a batch has fewer images than there are processes
+            with autocast(x.device):
+                logits = functional_call(model, tensors, (x,))
+            (F.cross_entropy(logits.float(), y) * weight).backward()
+        self.gamma.grad = all_sum(self.gamma.grad if self.gamma.grad is not None else torch.zeros_like(self.gamma))
         self.optimizer.step()
         model.train(was_training)
-        return loss.item()
 
     @torch.no_grad()
     def apply(self, model, reference) -> None:

@@ -19,7 +19,7 @@ ALLOWED = {
     "methods": {"engine"},
     "report": {"corruption", "methods"},
     "harness": {"data", "models", "engine", "methods", "report"},
-    "speed": {"corruption", "engine", "harness", "methods", "models"},
+    "speed": {"corruption", "data", "engine", "harness", "methods", "models"},
     "cli": {"data", "models", "engine", "methods", "report", "harness", "speed", "corruption"},
 }
 

@@ -1,11 +1,22 @@
-"""Scoring a model on eval sets: top-1 accuracy through each set's label map."""
+"""Scoring a model on eval sets: top-1 accuracy through each set's label map, mIoU and pixel accuracy.
+
+Under torchrun every process scores its own contiguous share of each set (none padded, none repeated) and the
+counts (correct predictions, confusion matrices) are summed across processes: exact, and the same on every
+process."""
 from __future__ import annotations
 
 import torch
+from torch.utils.data import Subset
 from tqdm import tqdm
 
+from benchmark.engine import distributed
 from benchmark.engine.loaders import autocast, loader
-from benchmark.engine.metrics import accuracy, confusion_matrix, scores
+from benchmark.engine.metrics import accuracy_from_counts, confusion_matrix, scores
+
+
+def my_share(dataset):
+    """This process's contiguous share of `dataset` (all of it on one process)."""
+    return dataset if distributed.world_size() == 1 else Subset(dataset, distributed.share(len(dataset)))
 
 
 @torch.no_grad()
@@ -23,19 +34,30 @@ def predict(model, dataset, label_map, device, batch_size: int, bar=None) -> tup
     return torch.cat(preds), torch.cat(targets)
 
 
+def top1_counts(model, dataset, label_map, device, batch_size: int, bar=None) -> tuple[int, int]:
+    """Correct top-1 predictions on `dataset` and its size, summed over processes (each predicts its share)."""
+    mine = my_share(dataset)
+    correct = 0
+    if len(mine):
+        preds, targets = predict(model, mine, label_map, device, batch_size, bar)
+        correct = int((preds == targets).sum())
+    total = distributed.all_sum(torch.tensor([correct, len(mine)]))
+    return int(total[0]), int(total[1])
+
+
 def evaluate(model, eval_sets: list, device, batch_size: int, desc="eval", progress=True) -> list[dict]:
     """One row per eval set: {eval, role, group, metric, value, n}."""
     model.eval()
     rows = []
-    total = sum(len(e.dataset) for e in eval_sets)
+    total = sum(len(distributed.share(len(e.dataset))) for e in eval_sets)  # this process's images
     with tqdm(total=total, desc=desc, unit="img", leave=False, disable=not progress) as bar:
         for e in eval_sets:
             if e.metric == "miou":
                 rows += segmentation_rows(model, e, device, batch_size, bar)
                 continue
-            preds, targets = predict(model, e.dataset, e.label_map, device, batch_size, bar)
+            correct, n = top1_counts(model, e.dataset, e.label_map, device, batch_size, bar)
             rows.append({"eval": e.name, "role": e.role, "group": e.group, "metric": "acc",
-                         "value": accuracy(preds, targets), "n": len(targets)})  # fmt: skip
+                         "value": accuracy_from_counts(correct, n), "n": n})  # fmt: skip
     return rows
 
 
@@ -44,13 +66,17 @@ def segmentation_rows(model, e, device, batch_size: int, bar=None) -> list[dict]
     """mIoU and pixel accuracy from one confusion matrix accumulated over the set (per-class IoU kept
     on the mIoU row as ``per_class``, None where a class is absent from target and prediction)."""
     conf = None
-    for x, y in loader(e.dataset, batch_size):
+    for x, y in loader(my_share(e.dataset), batch_size):
         with autocast(device):
             logits = e.label_map(model(x.to(device, non_blocking=True)).float())
         c = confusion_matrix(logits.argmax(dim=1), y.to(logits.device), logits.shape[1])
         conf = c if conf is None else conf + c
         if bar is not None:
             bar.update(len(y))
+    if distributed.world_size() > 1:
+        # A process whose share is empty has no matrix yet: the class count comes from the others.
+        classes = max(distributed.all_objects(0 if conf is None else len(conf)))
+        conf = distributed.all_sum(torch.zeros(classes, classes, dtype=torch.long) if conf is None else conf)
     s = scores(conf)
     base = {"eval": e.name, "role": e.role, "group": e.group, "n": len(e.dataset)}
     return [{**base, "metric": "miou", "value": s["miou"], "per_class": s["per_class"]},

@@ -1,23 +1,81 @@
-"""The one training loop: optimizer from the method's parameter groups, warm-up + cosine schedule,
-gradient clipping, bf16 autocast on GPU, a checkpoint after every epoch, resume from it; optionally a log
-of every step and epoch (benchmark/engine/runlog.py)."""
+"""The one training loop: optimizer from the method's parameter groups, warm-up + cosine schedule, gradient
+accumulation, gradient clipping, bf16 autocast on GPU, data parallel over processes under torchrun
+(benchmark/engine/distributed.py); a checkpoint after every epoch and, if asked, every K steps or M minutes,
+and one when SIGTERM or SIGUSR1 asks the run to stop; resume from any of them at the step it was written;
+optionally a log of every step and epoch (benchmark/engine/runlog.py).
+
+Batches: the recipe's batch_size is the global batch of one optimizer step, split into `accum_steps`
+micro-batches on each of the processes; every method hook but ``loss`` (before_step, after_step: TPGM's
+projection and radius steps, FTP's radius update) runs once per optimizer step, on the summed gradients."""
 from __future__ import annotations
 
 import math
 import os
 import pickle
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from benchmark.engine import distributed
+from benchmark.engine.distributed import StepSampler
 from benchmark.errors import BenchmarkError
 from benchmark.engine.loaders import autocast, loader
 from benchmark.engine.runlog import NO_LOG, RunLog
 from benchmark.files import atomic_writer
 
 OPTIMIZERS = ("sgd", "adamw")
+# sysexits.h EX_TEMPFAIL ("try again later"): what a requeueing job script tests for after a stop signal.
+EXIT_PREEMPTED = 75
+# A cluster's preemption (SIGTERM; torchrun forwards it to its workers) and its time-limit warning (SLURM
+# --signal=USR1@<seconds>; torchrun forwards it with --signals-to-handle ...,SIGUSR1).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+# How often a run checkpoints besides once per epoch; how a run is carried out, not what it computes, so not a
+# hyper-parameter (a run's id and results do not depend on it).
+EVERY_STEPS_ENV, EVERY_MINUTES_ENV = "OODBENCH_CKPT_EVERY_STEPS", "OODBENCH_CKPT_EVERY_MINUTES"
+
+
+@dataclass(frozen=True)
+class CheckpointEvery:
+    """Checkpoints besides the one per epoch: every `steps` optimizer steps, every `minutes` (0 = never)."""
+
+    steps: int = 0
+    minutes: float = 0.0
+
+    @classmethod
+    def from_env(cls) -> CheckpointEvery:
+        """From OODBENCH_CKPT_EVERY_STEPS and OODBENCH_CKPT_EVERY_MINUTES (unset: per epoch only)."""
+        raw = {name: os.environ.get(name, "0") for name in (EVERY_STEPS_ENV, EVERY_MINUTES_ENV)}
+        try:
+            steps, minutes = int(raw[EVERY_STEPS_ENV]), float(raw[EVERY_MINUTES_ENV])
+        except ValueError:
+            steps = minutes = -1
+        if steps < 0 or not 0 <= minutes < math.inf:
+            raise BenchmarkError(f"{EVERY_STEPS_ENV}={raw[EVERY_STEPS_ENV]!r} and {EVERY_MINUTES_ENV}="
+                                 f"{raw[EVERY_MINUTES_ENV]!r}: want a whole number of steps and minutes >= 0 (0 = off)")  # fmt: skip
+        return cls(steps, minutes)
+
+
+@dataclass
+class Fitted:
+    curves: dict  # per-epoch means of every loss term
+    images: int  # images trained on by this attempt (all processes; a resumed run counts from its checkpoint)
+    seconds: float  # the time it took
+
+
+class Preempted(SystemExit):
+    """A stop signal's checkpoint is written; uncaught, the process exits with EXIT_PREEMPTED."""
+
+    def __init__(self):
+        super().__init__(EXIT_PREEMPTED)
 
 
 def make_optimizer(groups: list[dict], hp: dict) -> torch.optim.Optimizer:
@@ -42,64 +100,206 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
-def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: bool = True, log: RunLog = NO_LOG) -> dict:
-    """Train `model` in place with `method`; returns per-epoch curves. Resumes from `checkpoint`. `log` sees
-    every step and epoch end, a resumed run's continuing after the checkpoint's last step."""
+@contextmanager
+def stop_signals():
+    """While training, SIGTERM and SIGUSR1 only note that the run should stop (the loop does, at the next step
+    boundary, after a checkpoint). Yields the list of the names of those received."""
+    received: list[str] = []
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signal.Signals(signum).name))
+                for s in STOP_SIGNALS}  # fmt: skip
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def take(batches, images: int):
+    """Micro-batches from `batches` until `images` images have come: this process's share of one step."""
+    while images > 0:
+        x, y = next(batches)
+        images -= len(y)
+        yield x, y
+
+
+def accumulate(model, method, micro_batches, images: int, device) -> dict[str, torch.Tensor]:
+    """Forward and backward passes over this process's micro-batches of one optimizer step of `images` images in
+    all (every process together). Each micro-batch's loss is weighted by its share of those images, so the
+    gradients summed over micro-batches and processes are the whole step batch's (exactly so for losses that
+    are means over images; a term that does not depend on the batch, like L2-SP's, counts once). Returns the
+    loss terms weighted alike; {} for an empty share."""
+    terms: dict[str, torch.Tensor] = {}
+    for x, y in micro_batches:
+        batch = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+        with autocast(device):
+            parts = method.loss(model, batch)
+        weight = len(y) / images
+        (sum(parts.values()) * weight).backward()
+        for k, v in parts.items():
+            terms[k] = terms.get(k, 0.0) + v.detach().float() * weight
+    return terms
+
+
+def synchronize(terms: dict, names: list[str], device) -> dict:
+    """The step's loss terms summed over processes (a process with an empty share adds zeros for `names`)."""
+    if distributed.world_size() == 1:
+        return terms
+    zero = torch.zeros((), device=device)
+    return dict(zip(names, distributed.all_sum(torch.stack([terms.get(k, zero) for k in names]))))
+
+
+def rng_state(device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(states: list[dict], device) -> None:
+    """This process's random streams as saved. Saved by another number of processes, there is no such stream:
+    each keeps the one it has (the run continues correctly, but its random draws differ from an uninterrupted one)."""
+    if len(states) != distributed.world_size():
+        say(f"checkpoint written by {len(states)} process(es), resumed on {distributed.world_size()}: random draws "
+            f"(augmentation, FSR's mixes) differ from an uninterrupted run's from here on")  # fmt: skip
+        return
+    mine = states[distributed.rank()]
+    torch.set_rng_state(mine["cpu"])
+    if "cuda" in mine and device.type == "cuda":
+        torch.cuda.set_rng_state(mine["cuda"], device)
+
+
+def say(line: str) -> None:
+    if distributed.is_main():
+        tqdm.write(line)
+
+
+def resume(path: Path, device) -> dict | None:
+    """The checkpoint at `path` on every process, or None: rank 0 reads it first (moving a damaged one aside),
+    so that all processes resume or all start afresh."""
+    state = load_checkpoint(path, device) if distributed.is_main() and path.is_file() else None
+    if not distributed.any_flag(state is not None)[0]:
+        return None
+    return state if distributed.is_main() else torch.load(path, map_location=device, weights_only=True)
+
+
+class Saver:
+    """Writes the run's checkpoint: everything a resume needs to continue exactly at a step boundary. The model,
+    optimizer, schedule and method state are the same on every process; the random streams are each process's."""
+
+    def __init__(self, path: Path, model, method, optimizer, schedule, device, steps_per_epoch: int):
+        self.path, self.model, self.method, self.optimizer, self.schedule = path, model, method, optimizer, schedule
+        self.device, self.steps_per_epoch = device, steps_per_epoch
+        self.last = time.monotonic()
+
+    def minutes_due(self, every: CheckpointEvery) -> bool:
+        return bool(every.minutes) and time.monotonic() - self.last >= every.minutes * 60
+
+    def save(self, epoch: int, done: int, curves: dict, sums: dict) -> None:
+        """After `done` steps of epoch `epoch` (0-based); a finished epoch is saved as the next one's start."""
+        if done == self.steps_per_epoch:
+            epoch, done, sums = epoch + 1, 0, {}
+        rngs = distributed.all_objects(rng_state(self.device))
+        if distributed.is_main():
+            save_checkpoint(self.path, {
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "method": self.method.state_dict(), "epoch": epoch,
+                "batches": done, "curves": curves, "sums": sums, "rng": rngs,
+            })  # fmt: skip
+        distributed.barrier()  # nobody leaves (a stop signal's exit) before the file is whole
+        self.last = time.monotonic()
+
+
+def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: bool = True, log: RunLog = NO_LOG,
+        every: CheckpointEvery = CheckpointEvery()) -> Fitted:  # fmt: skip
+    """Train `model` in place with `method`; returns per-epoch curves and the images/s reached. Resumes from
+    `checkpoint` at the step it was written. `log` sees every step and epoch end, a resumed run's continuing
+    after the checkpoint's last step. A stop signal writes a checkpoint at the next step boundary and raises
+    Preempted."""
     groups = [g for g in method.param_groups(model) if g["params"]]
-    curves: dict[str, list] = {}
     if not groups:
-        return curves
+        return Fitted({}, 0, 0.0)
+    n, world = len(train_set), distributed.world_size()
+    if n < world:
+        raise BenchmarkError(f"{n} training images cannot be shared by {world} processes")
+    micro = distributed.per_device_batch(hp["batch_size"], hp.get("accum_steps", 1))
     epochs, device = hp["epochs"], ctx.device
-    steps_per_epoch = math.ceil(len(train_set) / hp["batch_size"])
+    steps_per_epoch = math.ceil(n / hp["batch_size"])
     total = epochs * steps_per_epoch
     optimizer = make_optimizer(groups, hp)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, hp.get("warmup_steps", 0)))
-    start_epoch = 0
-    state = load_checkpoint(checkpoint, device) if checkpoint.is_file() else None
+    start_epoch, done, curves, sums = 0, 0, {}, {}
+    state = resume(checkpoint, device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         method.load_state_dict(state["method"])
-        start_epoch, curves = state["epoch"], state["curves"]
-        torch.set_rng_state(state["rng"])
-        tqdm.write(f"resuming {checkpoint.stem} after epoch {start_epoch}")
-    log.begin(start_epoch * steps_per_epoch)
+        start_epoch, done, curves, sums = state["epoch"], state["batches"], state["curves"], state["sums"]
+        restore_rng(state["rng"], device)
+        where = f"in epoch {start_epoch + 1} after step {done}/{steps_per_epoch}" if done else f"after epoch {start_epoch}"
+        say(f"resuming {checkpoint.stem} {where}")
+    log.begin(start_epoch * steps_per_epoch + done)
     params = [p for g in groups for p in g["params"]]
-    for epoch in range(start_epoch, epochs):
-        method.train_mode(model)
-        sums: dict[str, float] = {}
-        batches = loader(train_set, hp["batch_size"], shuffle=True, generator=epoch_generator(ctx.seed, epoch))
-        bar = tqdm(batches, desc=f"{method.name} epoch {epoch + 1}/{epochs}", unit="batch", leave=False, disable=not progress)
-        for i, (x, y) in enumerate(bar):
-            step = epoch * steps_per_epoch + i
-            batch = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-            with autocast(device):
-                terms = method.loss(model, batch)
-            loss = sum(terms.values())
-            if not torch.isfinite(loss):
-                detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                raise BenchmarkError(f"{method.name}: non-finite loss at epoch {epoch + 1} step {i + 1} ({detail}); try a lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if hp.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
-            method.before_step(model)
-            optimizer.step()
-            log.step(step + 1, terms, optimizer)  # the learning rates this step used, before the schedule moves
-            schedule.step()
-            method.after_step(model, step)
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        for k, v in sums.items():
-            curves.setdefault(f"train_{k}", []).append(v / steps_per_epoch)
-        log.epoch((epoch + 1) * steps_per_epoch, curves)
-        save_checkpoint(checkpoint, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "method": method.state_dict(), "epoch": epoch + 1, "curves": curves, "rng": torch.get_rng_state(),
-        })  # fmt: skip
-    return curves
+    saver = Saver(checkpoint, model, method, optimizer, schedule, device, steps_per_epoch)
+    started, images = time.perf_counter(), 0
+    with stop_signals() as received:
+        for epoch in range(start_epoch, epochs):
+            method.train_mode(model)
+            sampler = StepSampler(n, hp["batch_size"], epoch_generator(ctx.seed, epoch), start=done)
+            # The loader's generator no longer shuffles: it keys the epoch's augmentation (benchmark/engine/loaders.py).
+            batches = iter(loader(train_set, micro, sampler=sampler, generator=epoch_generator(ctx.seed, epoch),
+                                  workers=ctx.train_loader.num_workers))  # fmt: skip
+            sums = sums if done else {}
+            bar = tqdm(total=steps_per_epoch, initial=done, desc=f"{method.name} epoch {epoch + 1}/{epochs}", unit="step",
+                       leave=False, disable=not progress)  # fmt: skip
+            for i in sampler.steps():
+                step = epoch * steps_per_epoch + i
+                optimizer.zero_grad(set_to_none=True)
+                size = sampler.step_size(i)
+                terms = accumulate(model, method, take(batches, len(sampler.share(i))), size, device)
+                terms = synchronize(terms, list(terms or sums), device)
+                loss = sum(terms.values())
+                if not torch.isfinite(loss):
+                    detail = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+                    raise BenchmarkError(f"{method.name}: non-finite loss at epoch {epoch + 1} step {i + 1} ({detail}); try a lower --lr")
+                distributed.sum_gradients(params)
+                if hp.get("grad_clip"):
+                    torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
+                method.before_step(model)
+                optimizer.step()
+                distributed.broadcast_batchnorm_stats(model)
+                log.step(step + 1, terms, optimizer)  # the learning rates this step used, before the schedule moves
+                schedule.step()
+                method.after_step(model, step)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.item()
+                images += size
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                done = i + 1
+                if done == steps_per_epoch:
+                    for k, v in sums.items():
+                        curves.setdefault(f"train_{k}", []).append(v / steps_per_epoch)
+                    log.epoch((epoch + 1) * steps_per_epoch, curves)
+                # Agreed by every process (a signal may reach one only; clocks differ).
+                stop, minutes_due = distributed.any_flag(bool(received), saver.minutes_due(every))
+                steps_due = bool(every.steps) and (step + 1) % every.steps == 0
+                if done == steps_per_epoch or stop or steps_due or minutes_due:
+                    saver.save(epoch, done, curves, sums)
+                if stop:
+                    stopped(received, checkpoint, epoch, done, steps_per_epoch)
+            bar.close()
+            done = 0
+    return Fitted(curves, images, time.perf_counter() - started)
+
+
+def stopped(received: list[str], checkpoint: Path, epoch: int, done: int, steps_per_epoch: int):
+    """One line for the job log, then exit EXIT_PREEMPTED: running the same command again resumes."""
+    if distributed.is_main():
+        what = received[0] if received else "a stop signal (on another process)"
+        print(f"stopped by {what} in epoch {epoch + 1} after step {done}/{steps_per_epoch}; checkpoint {checkpoint} "
+              f"written: run the same command again to resume (exit {EXIT_PREEMPTED})", file=sys.stderr, flush=True)  # fmt: skip
+    raise Preempted()
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -20,6 +20,12 @@ def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> float:
     return (preds == targets).float().mean().item()
 
 
+def accuracy_from_counts(correct: int, n: int) -> float:
+    """`correct` / `n` rounded to float32 as ``accuracy`` rounds its mean, so counts summed over processes give
+    the same bits as one process's accuracy on all the predictions (integer counts are exact in float32)."""
+    return (torch.tensor(correct, dtype=torch.float32) / n).item()
+
+
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, C) int64 counts, rows = target class, columns = predicted class; ignored pixels dropped."""
     target, pred = target.reshape(-1).long(), pred.reshape(-1).long()

@@ -26,6 +26,13 @@ DEFAULT_SUITE = "fmnist-c"
 # The training budget of a suite's recipe: optimizer, lr schedule, length, batch size and clipping.
 BUDGET_KEYS = ("optimizer", "momentum", "nesterov", "epochs", "batch_size", "warmup_steps", "grad_clip")
 OVERRIDE_SOURCE = "command line"
+# Keys a run may set that no recipe names, with their defaults. Each is in a run's hparams (and so its run id)
+# only when set to another value, so configurations that leave it alone keep their run ids.
+# accum_steps: micro-batches per optimizer step on each device (benchmark/engine/loop.py). Not a budget key: the
+# recipe's batch_size stays the global batch of one optimizer step (per-device batch x devices x accum_steps),
+# so the budget is unchanged. It is in the run id when set because it changes what the step computes on
+# BatchNorm networks (statistics of micro-batches) and, by float rounding, elsewhere.
+OPTIONAL_KEYS = {"accum_steps": 1}
 
 
 @dataclass
@@ -81,11 +88,13 @@ def resolve_hparams(suite: str, method_cls, overrides: dict) -> dict:
         raise ValueError(f"method {method_cls.name} changes the shared budget {undeclared} on {suite} without "
                          f"declaring it in DEPARTURES (with its source)")  # fmt: skip
     hp = {**suite_recipe(suite), **own}
-    unknown = set(overrides) - set(hp)
+    known = set(hp) | set(OPTIONAL_KEYS)
+    unknown = set(overrides) - known
     if unknown:
-        raise BenchmarkError(f"unknown hyper-parameter(s) {sorted(unknown)} for {method_cls.name}; valid: {', '.join(sorted(hp))}")
+        raise BenchmarkError(f"unknown hyper-parameter(s) {sorted(unknown)} for {method_cls.name}; valid: {', '.join(sorted(known))}")
     for key, value in overrides.items():
-        hp[key] = coerce(key, hp[key], value)
+        hp[key] = coerce(key, hp.get(key, OPTIONAL_KEYS.get(key)), value)
+    hp = {k: v for k, v in hp.items() if not (k in OPTIONAL_KEYS and v == OPTIONAL_KEYS[k])}
     check_recipe(method_cls.name, hp)
     method_cls.check(hp)
     return hp
@@ -102,6 +111,10 @@ def check_recipe(owner: str, hp: dict) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         check_range(owner, key, hp[key], 1)
     check_range(owner, "warmup_steps", hp["warmup_steps"], 0)
+    if "accum_steps" in hp:
+        check_range(owner, "accum_steps", hp["accum_steps"], 1)
+        if hp["batch_size"] % hp["accum_steps"]:  # the devices' share is checked when the run starts
+            raise BenchmarkError(f"{owner}: batch_size {hp['batch_size']} is not divisible by accum_steps {hp['accum_steps']}")
     if "momentum" in hp:  # SGD recipes only
         check_range(owner, "momentum", hp["momentum"], 0, 1, high_open=True)
 
@@ -139,7 +152,7 @@ def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), imag
     resolved_sizes = spec.resolve_sizes(sizes)
     method_classes = [METHODS.get(name) for name in (methods or spec.methods)]
     defaults_of = {cls.name: resolve_hparams(suite, cls, {}) for cls in method_classes}
-    unused = set(overrides) - set().union(*defaults_of.values())
+    unused = set(overrides) - set().union(*defaults_of.values()) - set(OPTIONAL_KEYS)
     if unused:
         raise BenchmarkError(f"no selected method has hyper-parameter(s) {sorted(unused)}")
     # The image size and data sizes are part of the budget too; only the user can change them.
@@ -148,7 +161,7 @@ def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), imag
     own_budget = {k: {"value": v, "suite": default, "source": OVERRIDE_SOURCE} for k, (v, default) in asked.items() if v != default}
     runs = []
     for cls in method_classes:
-        mine = {k: v for k, v in overrides.items() if k in defaults_of[cls.name]}
+        mine = {k: v for k, v in overrides.items() if k in defaults_of[cls.name] or k in OPTIONAL_KEYS}
         hp = resolve_hparams(suite, cls, mine)
         differs = {**departures(suite, cls, hp, overridden=mine), **own_budget}
         for seed in seeds:

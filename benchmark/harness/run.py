@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import itertools
+import resource
+import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -11,9 +14,11 @@ import torch
 
 from benchmark.data import SuiteOptions, build_suite
 from benchmark.data.base import Suite
-from benchmark.engine import RunContext, default_device, evaluate, fit, frozen_copy, loader
+from benchmark.engine import RunContext, default_device, distributed, evaluate, fit, frozen_copy, loader
+from benchmark.engine.loop import CheckpointEvery
 from benchmark.engine.runlog import open_log, require
 from benchmark.errors import BenchmarkError
+from benchmark.harness import lock
 from benchmark.harness.plan import PlannedRun, RunConfig
 from benchmark.models import backbone_transforms, create_backbone
 from benchmark.report import records
@@ -63,11 +68,32 @@ def existing_record(cfg: RunConfig, suite: Suite, results: Path) -> dict | None:
     return record
 
 
+def device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
+def peak_memory(dev: torch.device) -> int:
+    """Bytes: the GPU's peak allocated by torch during this run, or on CPU the process's peak resident size."""
+    if dev.type == "cuda":
+        return torch.cuda.max_memory_allocated(dev)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def images_per_s(images: int, seconds: float) -> float | None:
+    return round(images / seconds, 1) if images and seconds else None
+
+
 def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, departures: dict | None = None,
-            rerun: bool = False, log: str | None = None) -> Outcome:
+            rerun: bool = False, log: str | None = None, every: CheckpointEvery | None = None) -> Outcome:
     """Run one config unless its record exists (with rerun: run it again and supersede that record); resumes
     from a checkpoint left by an interrupted run. `departures`: the plan's budget departures, recorded. `log`:
-    'tensorboard' also logs training under <results>/tensorboard/<suite>/<run id>/ (benchmark/engine/runlog.py)."""
+    'tensorboard' also logs training under <results>/tensorboard/<suite>/<run id>/ (benchmark/engine/runlog.py).
+    `every`: checkpoints besides the per-epoch one (default: CheckpointEvery.from_env()).
+
+    Under torchrun (benchmark/engine/distributed.py) every process runs this; rank 0 alone shows progress and
+    writes the log, checkpoints and the record, which the others wait for."""
+    distributed.init_from_env()
+    progress = progress and distributed.is_main()
     run_id = cfg.run_id
     path = records.record_path(results, cfg.suite, run_id)
     supersede = path.exists()
@@ -81,9 +107,12 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
     built = create_backbone(cfg.backbone, suite.classnames, cfg.image_size, cfg.pretrained, suite.templates)
     if method_cls.needs_text_tower and "text" not in built.extras:
         raise BenchmarkError(f"method {cfg.method} needs a CLIP text tower; backbone {cfg.backbone} has none (use clip:...)")
-    dev = default_device()
+    dev = distributed.device(default_device())
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)  # this run's peak, not an earlier run's in the same process
     # channels_last: ~1.7x faster CNN training and eval on CPU (measured on Lite0), no effect on 2-D weights.
     model = built.model.to(dev, memory_format=torch.channels_last)
+    distributed.broadcast_state(model)
     # Buffers that are non-finite by design (CLIP's causal attention mask is -inf above the diagonal).
     exempt = {name for name, buffer in model.named_buffers() if non_finite(buffer)}
     hp = cfg.hparams
@@ -96,44 +125,76 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
                      reference=frozen_copy(model) if method_cls.needs_reference else None)  # fmt: skip
     method = method_cls(hp)
     method.setup(model, ctx)
+    distributed.seed_ranks(cfg.seed)
     checkpoint = ctx.checkpoint
-    run_log = open_log(log, Path(results) / "tensorboard" / cfg.suite / run_id)
-    curves = fit(model, method, ctx, hp, suite.train, checkpoint, progress, run_log)
+    run_log = open_log(log if distributed.is_main() else None, Path(results) / "tensorboard" / cfg.suite / run_id)
+    fitted = fit(model, method, ctx, hp, suite.train, checkpoint, progress, run_log, every or CheckpointEvery.from_env())
     # The checkpoint stays when a check fails, for a look at what went wrong.
     check_finite(cfg.method, "after training", itertools.chain(model.named_parameters(), model.named_buffers()), exempt)
     variants = method.finalize(model)
     for variant, state in variants.items():  # all before any is evaluated: evaluation is the slow part
         check_finite(cfg.method, f"in variant {variant}", state.items(), exempt)
     rows = []
+    eval_started = time.perf_counter()
     for variant, state in variants.items():
         model.load_state_dict(state)
         for row in evaluate(model, suite.all_evals(), dev, hp["eval_batch_size"], desc=f"eval {variant}", progress=progress):
             rows.append({"variant": variant, **row})
+    eval_images = len(variants) * sum(len(e.dataset) for e in suite.all_evals())
+    eval_s = time.perf_counter() - eval_started
     run_log.evals(rows)
     run_log.close()
     record = {
         "run_id": run_id, "config": cfg.to_dict(), "seed": cfg.seed, "data": suite.fingerprint, "departures": departures or {},
         "code": records.code_identity(), "versions": records.library_versions(), "device": str(dev), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "wall_s": round(time.time() - started, 2), "suite_notes": suite.notes, "evals": rows, "curves": curves,
+        "wall_s": round(time.time() - started, 2), "suite_notes": suite.notes, "evals": rows, "curves": fitted.curves,
+        "world_size": distributed.world_size(), "accum_steps": hp.get("accum_steps", 1),
+        "devices": distributed.all_objects(device_name(dev)),
+        "train_images_per_s": images_per_s(fitted.images, fitted.seconds), "eval_images_per_s": images_per_s(eval_images, eval_s),
+        "peak_memory": {"bytes": distributed.all_objects(peak_memory(dev)),
+                        "of": "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "peak resident set size (getrusage)"},
     }  # fmt: skip
-    written = records.write_record(results, record, supersede=supersede)
-    checkpoint.unlink(missing_ok=True)
+    written = path
+    if distributed.is_main():
+        written = records.write_record(results, record, supersede=supersede)
+        checkpoint.unlink(missing_ok=True)
+    distributed.barrier()
     return Outcome(run_id, written, "superseded" if supersede else "done", record)
 
 
 def run_groups(groups: list[list[PlannedRun]], results: Path, data_root, workers: int = 2, progress: bool = True,
-               rerun: bool = False, log: str | None = None) -> Iterator[tuple[PlannedRun, Outcome]]:
+               rerun: bool = False, log: str | None = None, keep_going: bool = False) -> Iterator[tuple[PlannedRun, Outcome]]:
     """Run planned runs as `benchmark run` does, yielding each with its outcome. The runs of a group share one
     suite build (suite, sizes, backbone preprocessing). Every suite is built, and every existing record checked
     against its data, before the first run trains: a record made from other data stops the request early, as
-    does a `log` whose package is missing."""
+    does a `log` whose package is missing.
+
+    Each run is executed under its lock (benchmark/harness/lock.py): one that a live process holds elsewhere is
+    not run, status "busy" (record: {"holder": who}). With keep_going, a run that raises is status "failed"
+    (record: {"error": one line}; a bug's traceback goes to stderr) and the next run goes on."""
     require(log)
     suites = [prepare_suite(group[0].config, data_root, progress=progress, workers=workers) for group in groups]
     if not rerun:
         for group, suite in zip(groups, suites):
             for run in group:
                 existing_record(run.config, suite, results)
+    distributed.init_from_env()  # under torchrun rank 0 alone takes a run's lock, and every rank follows it
     for group, suite in zip(groups, suites):
         for run in group:
-            yield run, execute(run.config, suite, results, progress=progress, departures=run.departures, rerun=rerun,
-                               log=log)
+            cfg = run.config
+            path = records.record_path(results, cfg.suite, cfg.run_id)
+            try:
+                with lock.take_in_group(lock.lock_path(path), distributed.is_main(), distributed.any_flag):
+                    outcome = execute(cfg, suite, results, progress=progress, departures=run.departures, rerun=rerun,
+                                      log=log)  # fmt: skip
+            except lock.Busy as busy:
+                holder = busy.holder.describe() if busy.holder else None
+                outcome = Outcome(cfg.run_id, busy.path, "busy", {"holder": holder})
+            except Exception as e:
+                if not keep_going:
+                    raise
+                if not isinstance(e, BenchmarkError):  # a bug: its traceback, though the sweep goes on
+                    traceback.print_exc()
+                error = str(e) if isinstance(e, BenchmarkError) else f"{type(e).__name__}: {e}"
+                outcome = Outcome(cfg.run_id, path, "failed", {"error": (error.splitlines() or [""])[0]})
+            yield run, outcome

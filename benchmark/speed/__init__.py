@@ -10,7 +10,7 @@ from typing import Callable
 from benchmark.registry import Registry
 
 SECTIONS: Registry[Callable[..., list[str]]] = Registry(
-    "bench section", modules=("benchmark.speed.methods", "benchmark.speed.corruptions"))
+    "bench section", modules=("benchmark.speed.methods", "benchmark.speed.corruptions", "benchmark.speed.data"))
 
 
 def best_time(fn: Callable[[], object], repeats: int = 3, clock: Callable[[], float] = time.perf_counter) -> float:
