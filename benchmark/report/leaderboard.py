@@ -142,10 +142,11 @@ def by_severity(long: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([long[~ood], regrouped], ignore_index=True)
 
 
-def primary_scores(records: list[dict], by: str = "corruption") -> tuple[pd.DataFrame, list[str], str]:
-    """Per (run, variant) scores in the records' primary metric, the OOD groups, and that metric. OOD groups
-    `by` "corruption": the records' groups (a corruption family averaged over its severities, or a whole eval
-    set such as ImageNet-A); by "severity": one per severity (corruption suites only)."""
+def primary_scores(records: list[dict], by: str = "corruption") -> tuple[pd.DataFrame, list[str], str, Line | str]:
+    """Per (run, variant) scores in the records' primary metric (with `er`), the OOD groups, that metric, and the
+    effective-robustness line `er` is measured from (or why there is none). OOD groups `by` "corruption": the
+    records' groups (a corruption family averaged over its severities, or a whole eval set such as
+    ImageNet-A); by "severity": one per severity (corruption suites only)."""
     long = long_frame(records)
     if long.empty:
         raise BenchmarkError("no finished records to tabulate; run `benchmark run` first")
@@ -154,7 +155,7 @@ def primary_scores(records: list[dict], by: str = "corruption") -> tuple[pd.Data
     scores, groups = variant_scores(by_severity(long) if by == "severity" else long)
     line = baseline(records, scores)
     scores["er"] = effective_robustness(line, scores["id"], scores["ood"]) if isinstance(line, Line) else math.nan
-    return scores, groups, metric
+    return scores, groups, metric, line
 
 
 def baseline(records: list[dict], scores: pd.DataFrame) -> Line | str:
@@ -162,10 +163,8 @@ def baseline(records: list[dict], scores: pd.DataFrame) -> Line | str:
     return line_for(records[0]["config"]["suite"], scores, OOD_MEAN)
 
 
-def effective_note(records: list[dict]) -> formats.Note:
+def effective_note(line: Line | str) -> formats.Note:
     """Which line `er` is measured from (or why the column is empty)."""
-    scores, _, _ = primary_scores(records)
-    line = baseline(records, scores)
     if not isinstance(line, Line):
         return formats.Note("Effective robustness", f"`er` is not computed: {line}.", ())
     return formats.Note("Effective robustness", (
@@ -175,7 +174,12 @@ def effective_note(records: list[dict]) -> formats.Note:
 
 def tables(records: list[dict], by: str = "corruption") -> tuple[pd.DataFrame, pd.DataFrame, list[str], str]:
     """(every variant, selected vs oracle picks, OOD groups, metric), each score mean ± stderr over seeds."""
-    scores, groups, metric = primary_scores(records, by)
+    scores, groups, metric, _ = primary_scores(records, by)
+    return summarise(scores, groups, metric)
+
+
+def summarise(scores: pd.DataFrame, groups: list[str], metric: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str], str]:
+    """tables() from primary_scores' frame."""
     columns = ["selection", "id", "ood", "er", *groups]
     variants = _mean_stderr(scores, KEYS + ["variant"], columns)
     run_keys = KEYS + ["seed", "run_id"]
@@ -316,18 +320,20 @@ def intro(metric: str, by: str) -> str:
     return text
 
 
-def board(suite: str, records: list[dict], rejected=(), by: str = "corruption",
-          results: Path = Path("results")) -> formats.Board:
+def board(suite: str, records: list[dict], rejected=(), by: str = "corruption", results: Path = Path("results"),
+          scored: tuple | None = None) -> formats.Board:
     """What the leaderboard says, for every format. The selection table shows every score but the selection
-    split's and the single OOD groups'; the variants table shows every score."""
-    variants, selection, groups, metric = tables(records, by)
+    split's and the single OOD groups'; the variants table shows every score. `scored`: primary_scores(records,
+    by), where the caller has it already."""
+    scores, groups, metric, line = scored or primary_scores(records, by)
+    variants, selection, groups, metric = summarise(scores, groups, metric)
     picked = [c for c in formats.score_columns(selection) if c != "selection" and c not in groups]
     shown = (
         formats.Table("selection", "Model selection: chosen on the selection split vs oracle (best mean OOD)", selection,
                       ("backbone", "pick", "variant"), tuple(picked)),
         formats.Table("variants", "Every variant", variants, ("backbone", "variant"), tuple(formats.score_columns(variants))),
     )  # fmt: skip
-    extras = (effective_note(records), mce_grid(records), departures_note(records), code_note(records), data_note(records),
+    extras = (effective_note(line), mce_grid(records), departures_note(records), code_note(records), data_note(records),
               left_out_note(rejected))  # fmt: skip
     source = f"{Path(results) / 'runs' / suite}/"  # as given (--results), so the footer names the real folder
     return formats.Board(suite, intro(metric, by), shown, tuple(x for x in extras if x), source)

@@ -14,9 +14,9 @@ from benchmark.report.records import scan_records
 def publish(results: Path, suite: str, kinds=formats.DEFAULT_FORMATS, by: str = "corruption") -> tuple[list[Path], str]:
     """Write <results>/<suite>.<format> for each format asked for, and the figures; returns (paths, markdown)."""
     records, rejected = scan_records(results, suite)
-    b = leaderboard.board(suite, records, rejected, by, results)
-    scores, _, _ = leaderboard.primary_scores(records)
-    paths, snippet, data = figures.write(results, suite, records, leaderboard.baseline(records, scores))
+    scored = leaderboard.primary_scores(records, by)
+    b = leaderboard.board(suite, records, rejected, by, results, scored)
+    paths, snippet, data = figures.write(results, suite, records, scored[3])
     data_path = Path(results) / f"{suite}.figures.json"
     atomic_write_bytes(data_path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
     b = formats.with_figures(b, snippet)

@@ -132,11 +132,10 @@ def published_value(spec: TableSpec, cell: str) -> float:
     return 100 * float(cell) if spec.fraction else float(cell)
 
 
-def ours(spec: TableSpec, recs: list[dict]) -> pd.DataFrame:
+def ours(scores: pd.DataFrame | None) -> pd.DataFrame:
     """Per (backbone, method, variant): mean of each score over seeds, the seed count and budget departures."""
-    if not recs:
+    if scores is None:
         return pd.DataFrame()
-    scores, _, _ = leaderboard.primary_scores(recs)
     grouped = scores.groupby(["backbone", "method", "variant"])
     budget = grouped["budget"].agg(lambda b: " / ".join(sorted(set(b) - {""})))
     return grouped.mean(numeric_only=True).join(grouped.size().rename("seeds")).join(budget)
@@ -163,14 +162,11 @@ def published_er(spec: TableSpec, cells: dict[str, float], line) -> str:
     return percent(100 * float(effective_robustness(line, by_score["id"] / 100, by_score["ood"] / 100)))
 
 
-def table_line(spec: TableSpec, recs: list[dict]) -> Line | str:
+def table_line(spec: TableSpec, scored: tuple | None) -> Line | str:
     """The baseline behind the ER column: the testbed's for ImageNet tables, else the suite's own lp/ft line."""
     if spec.suite == "imagenet":
         return testbed_lines()[OOD_MEAN]
-    if not recs:
-        return "no records of this suite"
-    scores, _, _ = leaderboard.primary_scores(recs)
-    return leaderboard.baseline(recs, scores)
+    return scored[3] if scored else "no records of this suite"
 
 
 def er_note(line) -> str:
@@ -184,7 +180,8 @@ def render(name: str, results: Path) -> str:
     spec = table(name)
     source, published = read_reference(spec)
     recs = records.load_records(results, spec.suite)
-    mine, line = ours(spec, recs), table_line(spec, recs)
+    scored = leaderboard.primary_scores(recs) if recs else None
+    mine, line = ours(scored[0] if scored else None), table_line(spec, scored)
     columns = list(spec.columns)
     runs_dir = Path(results) / "runs" / spec.suite
     lines = [f"# {spec.title}", "", f"Published: {source}.", f"Ours: suite `{spec.suite}`, from {runs_dir}/.", ""]
