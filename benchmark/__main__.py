@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import os
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 from benchmark.errors import BenchmarkError
 
 EPILOG = """examples:
-  python -m benchmark run                          # embedded default: fmnist-c, lite0, every default method
+  python -m benchmark run                          # embedded default: digits, digitnet, every default method, seeds 0 1
   python -m benchmark run --method ft --seed 0 1 2 --epochs 3
   python -m benchmark run --method tpgm --set lr=0.005 --size n_train=500
   python -m benchmark run --suite domainnet --dry-run   # the resolved plan: every method's budget, run ids
@@ -37,33 +38,37 @@ def parse_assignments(items: list[str], what: str) -> dict:
 
 def cmd_list(args) -> int:
     from benchmark.data import DATASETS, SUITES
-    from benchmark.data.cards import location
+    from benchmark.data.cards import card, location
     from benchmark.models import BACKBONES
     from methods import METHODS
 
     for title, registry in (("suites", SUITES), ("methods", METHODS), ("backbones", BACKBONES), ("datasets", DATASETS)):
         print(f"{title}:")
         for name, description in registry.describe():
-            where = f" ({location(name).where()})" if registry is DATASETS else ""  # from the dataset's card
+            # From the dataset's card: where it is looked for, or (data inside a package) where it ships.
+            where = "" if registry is not DATASETS else (
+                f" ({location(name).where()})" if "location" in card(name) else f" ({card(name)['offline_source']})")
             print(f"  {name:<14} {description}{where}")
     return 0
 
 
 def check_seeds(seeds) -> None:
-    bad = [s for s in seeds if not 0 <= s < 2**32]
+    bad = [s for s in seeds or () if not 0 <= s < 2**32]
     if bad:
         raise BenchmarkError(f"--seed {bad[0]}: seeds are whole numbers from 0 to 2**32 - 1")
 
 
-def check_folders(results, suites) -> None:
-    """Prove the results and cache folders writable before anything trains, and say how much room they have."""
+def check_folders(results, suites, report: bool = True) -> None:
+    """Prove the results and cache folders writable before anything trains, and say (if `report`) how much room
+    they have."""
     from benchmark.report import records
     from benchmark.resources import cache_root
 
     folders = [("results", Path(results) / "runs" / suite) for suite in suites] + [("cache", cache_root())]
     free = {what: records.writable_folder(folder, what) for what, folder in folders}
-    print(f"results: {results} ({free['results'] / 2**30:.1f} GiB free); cache: {cache_root()} "
-          f"({free['cache'] / 2**30:.1f} GiB free)", flush=True)  # fmt: skip
+    if report:
+        print(f"results: {results} ({free['results'] / 2**30:.1f} GiB free); cache: {cache_root()} "
+              f"({free['cache'] / 2**30:.1f} GiB free)", flush=True)  # fmt: skip
 
 
 def outcome_line(i: int, total: int, label: str, outcome, skipped="exists, skipped (--rerun runs it again)") -> str:
@@ -81,23 +86,49 @@ def outcome_line(i: int, total: int, label: str, outcome, skipped="exists, skipp
     return f"[{i}/{total}] {label}: {outcome.run_id} {verb}{where}"
 
 
-def run_and_report(groups, args, suites) -> None:
-    """Check the results and cache folders, then run the planned groups, one line per run."""
+def reporter() -> bool:
+    """Whether this process prints and writes the tables. Under torchrun every process runs the command (and its
+    runs, together: benchmark/engine/distributed.py), and rank 0 alone reports; elsewhere the one process does."""
+    from benchmark.engine import distributed
+
+    distributed.init_from_env()
+    return distributed.is_main()
+
+
+def checkpoint_every(args):
+    """--ckpt-every-steps and --ckpt-every-minutes, checked (`reproduce` has neither: per epoch only)."""
+    from benchmark.engine.loop import CheckpointEvery
+
+    steps, minutes = getattr(args, "ckpt_every_steps", 0), getattr(args, "ckpt_every_minutes", 0.0)
+    if steps < 0:
+        raise BenchmarkError(f"--ckpt-every-steps must be a whole number of steps >= 0 (0: off), got {steps}")
+    if not 0 <= minutes < math.inf:
+        raise BenchmarkError(f"--ckpt-every-minutes must be a number of minutes >= 0 (0: off), got {minutes:g}")
+    return CheckpointEvery(steps, minutes)
+
+
+def run_and_report(groups, args, suites, report: bool) -> list[str]:
+    """Check the results and cache folders, then run the planned groups, one line per run if `report`; returns
+    each run's status."""
     from benchmark.harness.run import run_groups
 
-    check_folders(args.results, suites)
+    every = checkpoint_every(args)
+    check_folders(args.results, suites, report)
     rerun, log = getattr(args, "rerun", False), getattr(args, "log", None)  # `reproduce` has neither flag
-    total = sum(map(len, groups))
+    total, statuses = sum(map(len, groups)), []
     for i, (run, outcome) in enumerate(run_groups(groups, args.results, args.data_root, args.workers,
-                                                  not args.no_progress, rerun, log), 1):  # fmt: skip
+                                                  not args.no_progress, rerun, log, every=every), 1):  # fmt: skip
         cfg = run.config
         where = f"{cfg.suite} " if len(suites) > 1 else ""
-        print(outcome_line(i, total, f"{where}{cfg.method} seed {cfg.seed}", outcome), flush=True)
+        if report:
+            print(outcome_line(i, total, f"{where}{cfg.method} seed {cfg.seed}", outcome), flush=True)
+        statuses.append(outcome.status)
+    return statuses
 
 
 def cmd_run(args) -> int:
     from benchmark.harness.plan import plan
-    from benchmark.report.publish import publish
+    from benchmark.report.publish import publish, summary
 
     overrides = parse_assignments(args.set, "set")
     if args.epochs is not None:
@@ -109,18 +140,25 @@ def cmd_run(args) -> int:
     check_seeds(args.seed)
     runs = plan(args.suite, args.method, args.backbone, args.seed, args.image_size, overrides,
                 parse_assignments(args.size, "size"))  # fmt: skip
+    report = reporter()
     if args.dry_run:
-        for run in runs:
+        for run in runs if report else ():
             print(json.dumps(run.describe(args.results), default=list))
         return 0
     started = time.time()
-    run_and_report([runs], args, [args.suite])
+    statuses = run_and_report([runs], args, [args.suite], report)
+    if not report:
+        return 0
     if not any((Path(args.results) / "runs" / args.suite).glob("*.json")):  # every run busy elsewhere
         print("no records yet; the tables are written when a run finishes")
         return 0
-    paths, text = publish(args.results, args.suite)
+    paths, _ = publish(args.results, args.suite)
     print()
-    print(text)
+    if statuses and all(status == "skipped" for status in statuses):
+        print(f"Every run was recorded before: the numbers below are the records' in {Path(args.results) / 'runs'} (a "
+              "fresh clone's are those committed with the repository), not this machine's. To train afresh, add "
+              "--rerun (the old records move to superseded/) or give a new --results folder.\n")  # fmt: skip
+    print(summary(args.results, args.suite))
     print(f"wrote {', '.join(map(str, paths))} ({time.time() - started:.0f}s in all)")
     return 0
 
@@ -160,47 +198,58 @@ def check_sweep_flags(args) -> None:
 
 def cmd_sweep(args) -> int:
     from benchmark.data import resolve_suite
+    from benchmark.engine import distributed
     from benchmark.harness import sweep
 
     check_sweep_flags(args)
+    every = checkpoint_every(args)
     grid = sweep.parse_grid(args.set)
     runs = sweep.expand([resolve_suite(s) for s in args.suites], args.method, args.backbone or [None], args.seed,
                         args.image_size, grid, parse_assignments(args.size, "size"))  # fmt: skip
+    report = reporter()
+    if distributed.world_size() > 1 and args.launcher != "local" and not (args.dry_run or args.status):
+        raise BenchmarkError(f"--launcher {args.launcher} starts processes of its own: run the sweep without torchrun")
     if args.dry_run:
-        for run in runs:
+        for run in runs if report else ():
             print(json.dumps(run.describe(args.results), default=list))
     elif args.status:
-        print("\n".join(sweep.status(runs, args.results, sweep.axes(runs, grid))))
+        if report:
+            print("\n".join(sweep.status(runs, args.results, sweep.axes(runs, grid))))
     elif args.launcher == "slurm":
-        submit_sweep(runs, args)
+        submit_sweep(runs, args, every)
     else:
-        run_sweep(runs, args, sweep.axes(runs, grid))
+        run_sweep(runs, args, sweep.axes(runs, grid), every, report)
     return 0
 
 
-def run_sweep(runs, args, shown) -> None:
-    """The local launchers: one line per run as it ends, then the tables; failed runs are an error at the end."""
+def run_sweep(runs, args, shown, every, report: bool) -> None:
+    """The local launchers: one line per run as it ends, then the tables (if `report`); failed runs are an error
+    at the end."""
     from collections import Counter
 
     from benchmark.harness import sweep
     from benchmark.report.publish import publish
 
     suites = list(dict.fromkeys(run.config.suite for run in runs))
-    check_folders(args.results, suites)
+    check_folders(args.results, suites, report)
     if args.launcher == "parallel":
         gpus = sweep.visible_gpus()
         jobs = args.jobs or len(gpus) or 2
         each = f"one of GPUs {','.join(gpus)} each" if gpus else "the CPU threads split between them"
         print(f"{jobs} worker processes, {each}", flush=True)
-        outcomes = sweep.run_parallel(runs, jobs, args.results, args.data_root, args.workers, args.log)
+        outcomes = sweep.run_parallel(runs, jobs, args.results, args.data_root, args.workers, args.log, every)
     else:
-        outcomes = sweep.run_local(runs, args.results, args.data_root, args.workers, not args.no_progress, args.log)
+        outcomes = sweep.run_local(runs, args.results, args.data_root, args.workers, not args.no_progress, args.log,
+                                   every)  # fmt: skip
     counts, changed = Counter(), {}
     for i, (run, outcome) in enumerate(outcomes, 1):
         counts[outcome.status] += 1
         if outcome.status in ("done", "superseded"):
             changed[run.config.suite] = None
-        print(outcome_line(i, len(runs), sweep.label(run, shown), outcome, skipped="exists, skipped"), flush=True)
+        if report:
+            print(outcome_line(i, len(runs), sweep.label(run, shown), outcome, skipped="exists, skipped"), flush=True)
+    if not report:
+        return
     for suite in changed:  # the tables of suites with new records
         paths, _ = publish(args.results, suite)
         print(f"wrote {', '.join(map(str, paths))}")
@@ -211,7 +260,7 @@ def run_sweep(runs, args, shown) -> None:
                              f"sweep again retries them")  # fmt: skip
 
 
-def submit_sweep(runs, args) -> None:
+def submit_sweep(runs, args, every) -> None:
     """`--launcher slurm`: one array task per run neither finished nor running; the jobs run on after this returns."""
     from benchmark.harness import sweep
 
@@ -228,7 +277,7 @@ def submit_sweep(runs, args) -> None:
     if not todo:
         return
     check_folders(args.results, list(dict.fromkeys(run.config.suite for run in todo)))
-    jobs = sweep.submit(todo, args.results, args.data_root, args.workers, args.log, slurm)
+    jobs = sweep.submit(todo, args.results, args.data_root, args.workers, args.log, slurm, every=every)
     print(f"submitted them as SLURM job array {jobs[0].job_id.split('_')[0]} (logs in "
           f"{Path(args.results).resolve() / 'slurm'}/); the same sweep with --status follows them, and run again "
           f"submits what is left")  # fmt: skip
@@ -293,12 +342,20 @@ def cmd_prepare(args) -> int:
     return 0 if report.ok else 2
 
 
+def cmd_pretrain(args) -> int:
+    from benchmark.harness import pretrain
+
+    recipe = pretrain.recipe({**parse_assignments(args.set, "set"), "seed": args.seed})
+    print(pretrain.pretrain(args.out, recipe))
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     from benchmark.harness import fill
     from benchmark.report import reproduce
 
     names = args.table or list(reproduce.TABLES)
-    check_seeds(args.seed)
+    check_seeds(args.seed)  # None: each table's own seeds
     if args.plan:
         print(fill.plan_text(names, args.results, args.seed))
         return 0
@@ -311,8 +368,13 @@ def cmd_reproduce(args) -> int:
             print(f"error: {line}", file=sys.stderr)
         if missing:
             return 2
-        run_and_report([cmd.runs for cmd in cmds], args, list(dict.fromkeys(cmd.suite for cmd in cmds)))
-    for path, text in reproduce.write(args.results, names):
+        report = reporter()  # under torchrun every process trains, and rank 0 alone writes the tables
+        run_and_report([cmd.runs for cmd in cmds], args, list(dict.fromkeys(cmd.suite for cmd in cmds)), report)
+        if not report:
+            return 0
+    planned = {name: [run.config for cmd in fill.commands(name, args.seed) for run in cmd.runs]
+               for name in names if name in reproduce.claims.CLAIMS}  # fmt: skip
+    for path, text in reproduce.write(args.results, names, planned):
         print(text)
         print(f"wrote {path}\n")
     return 0
@@ -352,10 +414,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "robustness does it keep? Runs write one immutable record each under results/runs/; "
                     "tables are regenerated from records.",
     )  # fmt: skip
-    sub = parser.add_subparsers(dest="command", metavar="{list,run,sweep,eval,leaderboard,reproduce,prepare,corrupt,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{list,run,sweep,eval,leaderboard,reproduce,prepare,pretrain,corrupt,bench}")
     results = dict(type=Path, default=Path(os.environ.get("OODBENCH_RESULTS", "results")),
                    help="results directory (records in <results>/runs/<suite>/; default: results)")  # fmt: skip
     data_root = dict(type=Path, default=None, help="where datasets live (else per-dataset env vars and defaults)")
+    workers = dict(type=int, default=default_workers(),
+                   help=f"processes for corrupting data and for loading images (decode and augment) while training "
+                        f"and evaluating; 0: in the training process (default: one per CPU up to 8, less one for "
+                        f"training: {default_workers()} here). Results do not depend on it")  # fmt: skip
+    ckpt_steps = dict(type=int, default=0, metavar="N",
+                      help="checkpoint every N optimizer steps as well as after every epoch (default 0: off); a run "
+                           "resumes from its last checkpoint at that step, to the numbers of an uninterrupted run")  # fmt: skip
+    ckpt_minutes = dict(type=float, default=0.0, metavar="M",
+                        help="checkpoint every M minutes as well (default 0: off); SIGTERM and SIGUSR1 always write "
+                             "one at the next step and exit 75, for a requeue")  # fmt: skip
 
     p = sub.add_parser("list", help="list suites, methods and backbones")
     p.set_defaults(func=cmd_list)
@@ -366,16 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"suite name (default: {DEFAULT_SUITE}; see `list`), or a suite card: path/to/card.toml")
     p.add_argument("--method", nargs="+", help="method name(s) (default: the suite's default set)")
     p.add_argument("--backbone", help="backbone, e.g. lite0, timm:resnet50, clip:ViT-B-32/openai (default: per suite)")
-    p.add_argument("--seed", nargs="+", type=int, default=[0], help="seed(s); each is one run and one record")
+    p.add_argument("--seed", nargs="+", type=int,
+                   help="seed(s); each is one run and one record (default: the suite's: 0 1 2 for digits, 0 elsewhere)")
     p.add_argument("--epochs", type=int, help="training epochs (overrides the suite's recipe for every method; "
                                               "shown as a budget departure)")
     p.add_argument("--image-size", type=int, help="input resolution (default: per suite)")
     p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="hyper-parameter overrides, e.g. lr=0.003")
     p.add_argument("--size", nargs="+", metavar="KEY=VALUE", help="suite size overrides, e.g. n_train=500")
-    p.add_argument("--workers", type=int, default=default_workers(),
-                   help=f"processes for corrupting data and for loading images (decode and augment) while training "
-                        f"and evaluating; 0: in the training process (default: one per CPU up to 8, less one for "
-                        f"training: {default_workers()} here). Results do not depend on it")  # fmt: skip
+    p.add_argument("--workers", **workers)
+    p.add_argument("--ckpt-every-steps", **ckpt_steps)
+    p.add_argument("--ckpt-every-minutes", **ckpt_minutes)
     p.add_argument("--dry-run", action="store_true",
                    help="print the resolved plan, one JSON line per run (suite, method, backbone, seed, "
                         "hyper-parameters, sizes, budget departures, run id, whether its record exists); "
@@ -426,7 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "a task that reaches it is requeued and resumes (3 times at most)")
     p.add_argument("--mem", type=float, metavar="GB", help="slurm: memory per task in GB (default: the partition's)")
     p.add_argument("--cpus-per-task", type=int, help="slurm: CPUs per task (default: the partition's)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for corrupting data")
+    each = "; for each run (slurm: each task, whose CPUs the default does not see: give --cpus-per-task less one)"
+    p.add_argument("--workers", **{**workers, "help": workers["help"] + each})
+    p.add_argument("--ckpt-every-steps", **ckpt_steps)
+    p.add_argument("--ckpt-every-minutes", **ckpt_minutes)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (the parallel and slurm launchers "
                                                               "never show them)")
     p.add_argument("--log", choices=["tensorboard"], help="as in `run`")
@@ -449,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, help="input resolution (default: per suite; as in `run`)")
     p.add_argument("--size", nargs="+", metavar="KEY=VALUE",
                    help="suite size overrides, e.g. n_test=500 (recorded and shown as a departure)")  # fmt: skip
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for corrupting data")
+    p.add_argument("--workers", **workers)
     p.add_argument("--rerun", action="store_true",
                    help="evaluate again though the record exists; the old record is moved to "
                         "<results>/runs/<suite>/superseded/ (never deleted)")  # fmt: skip
@@ -475,8 +550,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", **data_root)
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("reproduce", help="paper tables: published numbers beside ours (from records)")
-    p.add_argument("table", nargs="*", help="tables to regenerate (default: all; see benchmark.report.reproduce.TABLES)")
+    p = sub.add_parser("pretrain", help="regenerate the digitnet weights the digits suite ships (about 10 CPU-minutes)",
+                       description="Render digits from the Debian font packages (see benchmark/harness/pretrain.py) and "
+                                   "pretrain digitnet on them, deterministically; prints the file's sha256 beside the "
+                                   "shipped weights'. Use the result with --backbone digitnet:FILE.")
+    p.add_argument("--out", type=Path, required=True, help="where to write the weights (an existing file is never overwritten)")
+    p.add_argument("--seed", type=int, default=0, help="rendering and training seed (default 0: the shipped weights')")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="recipe overrides: n_train, n_val, epochs, batch_size, lr, weight_decay (tests use tiny sizes)")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("reproduce", help="paper tables: published numbers beside ours (from records); `proxy`: the "
+                                         "papers' claims tested on suite digits")  # fmt: skip
+    p.add_argument("table", nargs="*", help="tables to regenerate (default: every paper table, see "
+                                            "benchmark.report.reproduce.TABLES; `proxy` only when named)")  # fmt: skip
     todo = p.add_mutually_exclusive_group()
     todo.add_argument("--plan", action="store_true",
                       help="print the `benchmark run` commands that fill the tables, each run marked by whether its "
@@ -484,8 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     todo.add_argument("--run", action="store_true",
                       help="run those runs (existing records are skipped), then regenerate the tables; first checks "
                            "that every dataset they read is there")  # fmt: skip
-    p.add_argument("--seed", nargs="+", type=int, default=[0], help="seeds of every run (default: 0)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for corrupting data")
+    p.add_argument("--seed", nargs="+", type=int, help="seeds of every run (default: 0 for the paper tables, 0 1 2 for proxy)")
+    p.add_argument("--workers", **workers)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--data-root", **data_root)
     p.add_argument("--results", **results)
@@ -520,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
             from benchmark.data import resolve_suite
 
             args.suite = resolve_suite(args.suite)
+        if getattr(args, "workers", 0) < 0:
+            raise BenchmarkError(f"--workers must be 0 (load in the main process) or more, got {args.workers}")
         return args.func(args)
     except BenchmarkError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -67,7 +67,7 @@ def reestimate_bn(model: nn.Module, state: dict, ctx: RunContext, images: int) -
     model.load_state_dict(state)
     data, batch_size = ctx.train_loader.dataset, ctx.train_loader.batch_size
     batches = loader(data, batch_size, shuffle=True, generator=torch.Generator().manual_seed(ctx.seed),
-                     workers=ctx.train_loader.num_workers)
+                     workers=ctx.workers)
     update_bn(itertools.islice(batches, math.ceil(images / batch_size)), model, ctx.device)
     return state_copy(model)
 

@@ -8,13 +8,23 @@ one of the 80 OpenAI ImageNet prompts of its class, drawn at random (their CSV l
 the batch, other images of the same class count as negatives) with the trained logit scale; every
 parameter of both towers trains (the logit scale included, unclamped); evaluation uses the zero-shot
 head of the fine-tuned model (`get_zeroshot_classifier`), the task head is not trained.
+
+The loss of a batch is not a sum of per-image terms (each image's text is every other image's negative), so the
+loop's way of splitting a step, summing gradients over micro-batches (accum_steps) and processes (torchrun),
+would train a different loss. open_clip gathers features across processes for it, which is exact only with one
+micro-batch per process of equal size and every process in each step (ours ends epochs with a short step, shared
+unevenly); FLYP is refused in both settings instead.
 """
 from __future__ import annotations
 
 import torch
 
+from benchmark.engine import distributed
+from benchmark.errors import BenchmarkError
 from methods import METHODS
 from methods.base import Method, is_head
+
+WHOLE_BATCH = "flyp's contrastive loss is over the whole batch; run it with accum_steps=1 in one process"
 
 
 def clip_loss(image_features, text_features, scale) -> torch.Tensor:
@@ -36,7 +46,14 @@ class FLYP(Method):
         "grad_clip": "FLYP's recipe does not clip gradients (github.com/locuslab/FLYP README, args.py)",
     }
 
+    @classmethod
+    def check(cls, hp):
+        if hp.get("accum_steps", 1) > 1:
+            raise BenchmarkError(f"{WHOLE_BATCH} (asked: accum_steps={hp['accum_steps']})")
+
     def setup(self, model, ctx):
+        if distributed.world_size() > 1:
+            raise BenchmarkError(f"{WHOLE_BATCH} (this run: {distributed.world_size()} processes)")
         super().setup(model, ctx)
         self.text = ctx.extras["text"]
         model.text.requires_grad_(True)  # both towers train

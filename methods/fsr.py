@@ -14,13 +14,19 @@ choice, each a hyper-parameter. The README section "FSR: our reading of the abst
   colour energy) with another image's from the batch, ratio lambda ~ U(0, eta). It is not one of the 15
   imagecorruptions families, which are the benchmark's OOD test set and must stay unseen. eta = 0 turns
   it into the identity.
-- Distance D (``fsr_distance``): the pretrained function is what we want to keep, so D compares the
-  fine-tuned and the frozen pretrained model (``ctx.reference``) on the same x~. With a pretrained head
-  (CLIP zero-shot head) that function is the prediction, and D is the temperature-softened KL
-  KL(p_f0 || p_f) * T^2 (Hinton et al. 2015). With a *new* head (every non-CLIP backbone) the reference's
-  logits are those of a random head and mean nothing, so the only meaningful pretrained function is the
-  feature map: D = ||phi(x~) - phi0(x~)||^2 / ||phi0(x~)||^2, per sample, averaged. Relative, so that
-  one weight serves backbones whose features differ in scale. ``auto`` picks KL iff the head is pretrained.
+- Distance D (``fsr_distance``): the abstract argues that feature- and logit-preserving regularisers are a
+  poor proxy for what must be kept, the pretrained *function*; so D compares the fine-tuned and the frozen
+  pretrained model (``ctx.reference``) on the same x~ by what the pretrained model computes: its
+  predictions in its own label space. ``head`` (default): the temperature-softened KL(p_f0 || p_f) * T^2
+  (Hinton et al. 2015) through the pretraining head. Where the task head is that head (CLIP's zero-shot
+  head, ``ctx.head_is_pretrained``) each model's own head; else the classifier the backbone was
+  pretrained with (``ctx.pretraining_head``: ImageNet's 1000 classes for Lite0, timm and torchvision
+  models), frozen and shared, H(phi(x~)) vs H(phi0(x~)): the gradient reaches the backbone through H,
+  never H itself. The new task head cannot serve: the reference's is random and its logits mean nothing.
+  A backbone with neither (random init, a checkpoint without its classifier) is refused at setup.
+  ``features``: D = ||phi(x~) - phi0(x~)||^2 / ||phi0(x~)||^2 on the task head's input, per sample,
+  averaged (relative, so one weight serves backbones whose features differ in scale): a feature-preserving
+  proxy of the kind the abstract argues against, kept only as an explicit option.
 - Consistency (``fsr_consistency``): symmetric KL between the fine-tuned model's predictions on the clean
   image and on its simulated-OOD version; zero when the perturbation is the identity.
 - Normalisation (``fsr_batch_stats``): both regulariser passes, the model's and the reference's, run
@@ -34,9 +40,8 @@ choice, each a hyper-parameter. The README section "FSR: our reading of the abst
   shrank to 1/9 of the reference's norm, D sat at ~0.99 and clean accuracy was 0.64-0.72 vs FT's 0.85
   (0.84 after re-estimating BN statistics). Models without BN: plain eval mode.
 - Cost: three forward/backward passes per batch (clean train, clean regulariser, x~ regulariser) and one
-  no-grad reference pass, about 3x FT per step.
-- Weights: ``fsr_lambda`` 1 — D is a squared relative error, so D = 0.1 (features ~30% off) costs 0.1
-  nats, the size of the CE late in fine-tuning; ``fsr_consistency`` 1 — see HPARAMS.
+  no-grad reference pass, about 3x FT per step; the pretraining head's two passes are one linear layer each.
+- Weights: ``fsr_lambda`` = ``fsr_consistency`` = 1, reasons in HPARAMS.
 """
 from __future__ import annotations
 
@@ -50,7 +55,7 @@ from benchmark.errors import BenchmarkError
 from methods import METHODS
 from methods.base import Method, check_range
 
-DISTANCES = ("auto", "features", "kl")
+DISTANCES = ("head", "features")
 
 
 def amplitude_mix(x: torch.Tensor, eta: float) -> torch.Tensor:
@@ -113,14 +118,16 @@ class FSR(Method):
     needs_reference = True
     # No recipe is public (only the abstract), so no per-suite recipe: the suite's training recipe is used.
     HPARAMS = {
-        # Ours: a squared relative feature error of 0.1 (~30% off) costs 0.1 nats, the size of the CE late
-        # in fine-tuning; for KL, the weight Lipsum-FT uses for its logit-matching term (lambda 1).
+        # Ours: the weight Lipsum-FT gives its term matching the pretrained model's outputs (lambda 1). With
+        # `features`, a squared relative error of 0.1 (~30% off) then costs 0.1 nats, the CE late in fine-tuning.
         "fsr_lambda": 1.0,
         # Ours: AugMix's JSD weight 12 (Hendrycks et al. 2020) is ~1.5 on the symmetric-KL scale (for nearby
         # distributions symmetric KL ~ 8 JS); rounded down to 1.
         "fsr_consistency": 1.0,
         "fsr_amp_eta": 1.0,  # FACT (Xu et al. 2021) amplitude-mix ratio upper bound eta = 1.0
-        "fsr_distance": "auto",  # auto | features | kl (see the module docstring)
+        # head: KL on the pretrained model's own outputs (the function the abstract asks to keep) | features:
+        # relative L2 on features, a proxy, only if asked for (module docstring)
+        "fsr_distance": "head",
         "fsr_temperature": 2.0,  # KL softening; ours (Hinton et al. 2015 use 1-20)
         "fsr_batch_stats": True,  # regulariser passes normalise BN by batch statistics (module docstring)
     }
@@ -136,9 +143,15 @@ class FSR(Method):
 
     def setup(self, model, ctx):
         super().setup(model, ctx)
-        choice = self.hp["fsr_distance"]
-        self.distance = choice if choice != "auto" else ("kl" if ctx.head_is_pretrained else "features")
         self.reference = ctx.reference
+        # The frozen head that maps features to the pretrained label space; None where no separate one is needed
+        # (`features`, or the task head is the pretraining head).
+        self.pretraining_head = None
+        if self.hp["fsr_distance"] == "head" and not ctx.head_is_pretrained:
+            if ctx.pretraining_head is None:
+                raise BenchmarkError("fsr_distance=head needs the backbone's pretraining head (this one has none: random "
+                                     "init, or no pretrained classifier kept); use --set fsr_distance=features")  # fmt: skip
+            self.pretraining_head = ctx.pretraining_head
 
     def loss(self, model, batch):
         x, y = batch
@@ -148,10 +161,13 @@ class FSR(Method):
             phi_clean, phi_ood = model.features(x), model.features(x_ood)
             with torch.no_grad():
                 phi_ref = reference.features(x_ood)
-        if self.distance == "features":
+        temperature = self.hp["fsr_temperature"]
+        if self.hp["fsr_distance"] == "features":
             distance = feature_distance(phi_ood, phi_ref)
+        elif self.pretraining_head is None:  # the task head is the pretraining head
+            distance = kl_distance(model.head(phi_ood), reference.head(phi_ref), temperature)
         else:
-            distance = kl_distance(model.head(phi_ood), reference.head(phi_ref), self.hp["fsr_temperature"])
+            distance = kl_distance(self.pretraining_head(phi_ood), self.pretraining_head(phi_ref), temperature)
         return {
             "ce": F.cross_entropy(model(x), y),
             "fsr_distance": self.hp["fsr_lambda"] * distance,

@@ -5,9 +5,13 @@ keeping its image-text energies close to the zero-shot model's, measured on rand
 
 f / f0: normalised image features of the fine-tuned / frozen zero-shot model; g: the frozen text tower
 (normalised); s: the pretrained logit scale; t_1..t_K: K random token sequences ([SOT] + L random
-ids below the special tokens + [EOT]), resampled every step. All as in the official code
+ids below the special tokens + [EOT]), resampled every optimizer step. All as in the official code
 (github.com/cs-giung/lipsum-ft, scripts/Lipsum-FT.py: `feat_regularization`, `token_k_ways`,
 `token_length`). Only the image tower and head train; the text tower stays frozen.
+
+The loss is a mean of per-image terms given the step's texts, so the loop's split of a step into micro-batches
+(accum_steps) and processes (torchrun) trains the whole batch's loss exactly: the texts are drawn once per
+optimizer step, by every process from the same generator, and shared by all of the step's micro-batches.
 
 The head is the official one (ScaledHead): a bias-free linear layer, started at the zero-shot
 classifier, with the frozen pretrained logit scale applied outside it. finalize folds the scale back
@@ -117,16 +121,25 @@ class LipsumFT(Method):
         # [SOT] + L tokens + [EOT] must fit the context; only the tokenizer knows its length.
         check_range(self.name, "lipsum_tokens", self.hp["lipsum_tokens"], 1, self.tokenizer.context_length - 2)
         model.head = ScaledHead(model.head, self.reference.logit_scale)
+        self.texts = None  # the text features of the current step's random texts, made at its first micro-batch
+
+    def draw(self) -> torch.Tensor:
+        return random_tokens(self.tokenizer, self.hp["lipsum_texts"], self.hp["lipsum_tokens"], self.generator)
 
     def loss(self, model, batch):
         x, y = batch
-        tokens = random_tokens(self.tokenizer, self.hp["lipsum_texts"], self.hp["lipsum_tokens"], self.generator)
         with torch.no_grad():
-            text = self.reference.encode_text(tokens.to(x.device))
+            if self.texts is None:
+                self.texts = self.reference.encode_text(self.draw().to(x.device))
             prior = self.reference.features(x)
         features = model.features(x)
-        reg = energy_gap(features, prior, text, self.reference.logit_scale)
+        reg = energy_gap(features, prior, self.texts, self.reference.logit_scale)
         return {"ce": F.cross_entropy(model.head(features), y), "lipsum": self.hp["lipsum_lambda"] * reg}
+
+    def after_step(self, model, step):
+        if self.texts is None:  # no images here this step (an empty share): draw as the other processes did
+            self.draw()
+        self.texts = None
 
     def finalize(self, model):
         model.head = model.head.folded()

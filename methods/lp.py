@@ -28,11 +28,11 @@ def extract_features(model, loader, device, progress=True) -> tuple[torch.Tensor
     return torch.cat(feats), torch.cat(labels)
 
 
-def my_share_of(train_loader):
+def my_share_of(train_loader, workers: int):
     """This process's contiguous share of the loader's images (the loader itself on one process)."""
     if distributed.world_size() == 1:
         return train_loader
-    return loader(my_share(train_loader.dataset), train_loader.batch_size, workers=train_loader.num_workers)
+    return loader(my_share(train_loader.dataset), train_loader.batch_size, workers=workers)
 
 
 def fit_logistic_regression(feats, labels, num_classes, weight_decay, max_iter=200):
@@ -59,7 +59,7 @@ def probe_head(model, ctx: RunContext, weight_decay: float, method: str = "lp") 
                              f"(segmentation suites: use methods that fine-tune the head, e.g. ft, l2-sp, tpgm, ftp)")  # fmt: skip
     # Under torchrun each process extracts its share of the features; rank 0 fits the probe on all of them (in
     # the one-process order) and sends it to the others, so every process holds the same head.
-    feats, labels = extract_features(model, my_share_of(ctx.train_loader), ctx.device, ctx.progress)
+    feats, labels = extract_features(model, my_share_of(ctx.train_loader, ctx.workers), ctx.device, ctx.progress)
     feats, labels = distributed.gather_rows(feats), distributed.gather_rows(labels)
     if distributed.is_main():
         w, b = fit_logistic_regression(feats, labels, ctx.num_classes, weight_decay)

@@ -23,6 +23,7 @@ class LPFT(Method):
     # not a number from the paper; override with --set lr=...).
     RECIPES = {
         "fmnist-c": {"lr": 5e-3},  # FT: 5e-2 (benchmark/data/fmnist.py)
+        "digits": {"lr": 3e-4},  # FT: 3e-3 (benchmark/data/digits.py)
         "domainnet": {"lr": 1e-3},  # FT: 1e-2 (TPGM DomainNet recipe)
         "imagenet": {"lr": 3e-6},  # FT: 3e-5 (WiSE-FT CLIP recipe)
     }

@@ -116,4 +116,5 @@ class Soup(Method):
         model.load_state_dict(state)
         loader = self.ctx.selection_loader
         # Counts summed over processes under torchrun: every process judges (and so cooks) the same soup.
-        return accuracy_from_counts(*top1_counts(model.eval(), loader.dataset, None, self.ctx.device, loader.batch_size))
+        return accuracy_from_counts(*top1_counts(model.eval(), loader.dataset, None, self.ctx.device, loader.batch_size,
+                                                 workers=self.ctx.workers))  # fmt: skip

@@ -58,8 +58,9 @@ def projection_ratio(gamma: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
     return F.hardtanh(gamma / (norms + 1e-8), 0.0, 1.0)
 
 
-def radius_loader(selection, batch_size: int, seed: int):
-    """The selection split, shuffled, in batches of `batch_size` for the radius steps. The official code
+def radius_loader(selection, batch_size: int, seed: int, workers: int):
+    """The selection split, shuffled, in batches of `batch_size` for the radius steps, loaded by `workers`
+    processes kept from one pass to the next (the stream re-iterates it all run long). The official code
     builds this loader apart from the training one, with batch_size = the per-GPU --batch_size, 64
     (github.com/PotatoTian/TPGM @8d18db0): DomainNet_ResNet_Exp/main_finetune.py L113-120 (training,
     L35-40: 64 x 4 GPUs in the README commands); ImageNet_ViT_Exp/main_finetune.py L119-125 (default 64,
@@ -67,7 +68,7 @@ def radius_loader(selection, batch_size: int, seed: int):
     if not isinstance(selection, DataLoader):
         return selection  # fixed batches (unit tests, `benchmark bench`): used as they are
     return loader(selection.dataset, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                  workers=selection.num_workers)  # fmt: skip
+                  workers=workers, persistent=True)  # fmt: skip
 
 
 class HeldOutStream:
@@ -223,7 +224,7 @@ class TPGM(Method):
         super().setup(model, ctx)
         hp = self.hp
         self.reference = ctx.reference
-        self.batches = HeldOutStream(radius_loader(ctx.selection_loader, hp["proj_batch_size"], ctx.seed))
+        self.batches = HeldOutStream(radius_loader(ctx.selection_loader, hp["proj_batch_size"], ctx.seed, ctx.workers))
         self.per_step = None
         if hp["proj_freq"]:
             self.per_step = RadiusProjection(self.projected_names(model, hp["exclude_head"]), hp["norm_mode"],

@@ -25,6 +25,6 @@ TINY_SIZES = ["n_train=48", "n_selection=16", "n_test=24", "n_ood=8", "severitie
 
 
 def tiny_run(results, *extra, methods=("ft",), epochs=1):
-    argv = ["run", "--method", *methods, "--results", str(results), "--image-size", "32", "--epochs", str(epochs),
+    argv = ["run", "--suite", "fmnist-c", "--method", *methods, "--results", str(results), "--image-size", "32", "--epochs", str(epochs),
             "--no-progress", "--workers", "1", "--size", *TINY_SIZES, *extra]  # fmt: skip
     return main(argv)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import nn
 
 from benchmark.models import BACKBONES
@@ -15,6 +16,14 @@ from methods import METHODS
 BACKBONE = "tiny-cnn-methods-test"
 
 
+def stand_in_pretraining_head(features: int) -> nn.Linear:
+    """A fixed stand-in for a pretraining head (5 'pretraining classes'), so FSR's default function-space distance
+    runs on the tiny backbones; drawn off the global RNG, so the models' own initialisation is unchanged."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        return nn.Linear(features, 5)
+
+
 class TinyCNN:
     @staticmethod
     def transforms(req):
@@ -23,7 +32,8 @@ class TinyCNN:
     @staticmethod
     def build(req) -> Built:
         body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        return Built(Classifier(body, nn.Linear(8, len(req.classnames))), *TinyCNN.transforms(req))
+        return Built(Classifier(body, nn.Linear(8, len(req.classnames))), *TinyCNN.transforms(req),
+                     pretraining_head=stand_in_pretraining_head(8))  # fmt: skip
 
 
 if BACKBONE not in BACKBONES:

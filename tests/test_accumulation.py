@@ -11,7 +11,7 @@ from benchmark.harness.plan import RunConfig, resolve_hparams
 from benchmark.harness.run import execute
 from benchmark.models import BACKBONES
 from benchmark.models.base import Built, Classifier
-from method_smoke import TinyCNN, tiny_suite
+from method_smoke import TinyCNN, stand_in_pretraining_head, tiny_suite
 from methods import METHODS
 
 BACKBONE = "tiny-cnn-no-bn-test"
@@ -26,7 +26,8 @@ class TinyNoBN:
     @staticmethod
     def build(req) -> Built:
         body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        return Built(Classifier(body, nn.Linear(8, len(req.classnames))), *TinyNoBN.transforms(req))
+        return Built(Classifier(body, nn.Linear(8, len(req.classnames))), *TinyNoBN.transforms(req),
+                     pretraining_head=stand_in_pretraining_head(8))  # fmt: skip
 
 
 if BACKBONE not in BACKBONES:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.faults  # the fault suite: `pytest -m faults`
     (["--epochs", "2", "--set", "epochs=3"], "--epochs 2 and --set epochs=3 disagree"),
 ])  # fmt: skip
 def test_bad_values_are_one_line_errors_before_any_data_is_read(argv, message, tmp_path, capsys):
-    assert main(["run", "--dry-run", "--results", str(tmp_path), *argv]) == 2
+    assert main(["run", "--dry-run", "--suite", "fmnist-c", "--results", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
@@ -29,7 +29,7 @@ def test_bad_values_are_one_line_errors_before_any_data_is_read(argv, message, t
 
 def test_a_single_corruption_is_one_name_not_letters(tmp_path, capsys):
     sizes = [s for s in TINY_SIZES if not s.startswith("corruptions=")]
-    assert main(["run", "--method", "ft", "--results", str(tmp_path), "--image-size", "32", "--epochs", "1",
+    assert main(["run", "--suite", "fmnist-c", "--method", "ft", "--results", str(tmp_path), "--image-size", "32", "--epochs", "1",
                  "--no-progress", "--workers", "1", "--size", *sizes, "corruptions=fog"]) == 0  # fmt: skip
     assert "| ft | lite0 | selected | ft |" in (tmp_path / "fmnist-c.md").read_text()
     assert "fog" in (tmp_path / "fmnist-c.md").read_text()

@@ -1,5 +1,6 @@
-"""Run checkpoints: loaded with weights_only (a planted pickle never runs), a damaged or refused one is moved aside
-and named while the run restarts, a failed save is one line and leaves nothing, every method resumes exactly."""
+"""Run checkpoints: loaded with weights_only (a planted pickle never runs), a damaged or refused one, or one in a
+format this code cannot resume, is moved aside and named while the run restarts, a failed save is one line and
+leaves nothing, every method resumes exactly."""
 import errno
 import io
 import os
@@ -72,6 +73,37 @@ def test_a_damaged_or_planted_checkpoint_is_moved_aside_named_and_the_run_restar
     out = capsys.readouterr().out
     (notice,) = [line for line in out.splitlines() if str(checkpoint) in line]
     assert ("refused" if damage == "planted" else "damaged") in notice and aside.name in notice
+    assert "resuming" not in out
+
+
+def old_format() -> dict:
+    """A checkpoint as the loop wrote them before mid-epoch resume (no step, no per-process random states)."""
+    model = torch.nn.Linear(2, 2)  # stands in: the file is refused before anything of it is loaded
+    return {"model": model.state_dict(), "optimizer": torch.optim.SGD(model.parameters(), lr=0.1).state_dict(),
+            "schedule": {}, "method": {}, "epoch": 1, "curves": {}, "rng": torch.get_rng_state()}  # fmt: skip
+
+
+def other_model() -> dict:
+    """Every key of today's checkpoints, with weights of another model."""
+    return {**old_format(), "batches": 0, "sums": {}, "rng": [{"cpu": torch.get_rng_state()}]}
+
+
+@pytest.mark.parametrize("stale, why", [(old_format, "no batches, sums"), (other_model, "weights that do not fit")])
+def test_a_checkpoint_in_an_old_or_unknown_format_is_moved_aside_and_the_run_starts_afresh(stale, why, clean_ft, tmp_path,
+                                                                                           capsys):  # fmt: skip
+    checkpoint = checkpoint_of(clean_ft, tmp_path)
+    checkpoint.parent.mkdir(parents=True)
+    loop.save_checkpoint(checkpoint, stale())
+    data = checkpoint.read_bytes()
+
+    record = run_smoke("ft", tmp_path, epochs=2)
+
+    assert results(record) == results(clean_ft)
+    (aside,) = checkpoint.parent.glob(f"{checkpoint.name}.stale-*")
+    assert aside.read_bytes() == data and not checkpoint.exists()  # kept, never deleted
+    out = capsys.readouterr().out
+    (notice,) = [line for line in out.splitlines() if str(checkpoint) in line]
+    assert f"is in an old or unknown format ({why}" in notice and aside.name in notice
     assert "resuming" not in out
 
 

@@ -156,3 +156,39 @@ def test_the_record_says_how_it_ran(tmp_path):
     assert (record["world_size"], record["accum_steps"], record["devices"]) == (1, 1, ["cpu"])
     assert record["peak_memory"]["of"].startswith("peak resident set size") and record["peak_memory"]["bytes"][0] > 2**20
     json.dumps(record)
+
+
+def test_under_torchrun_only_rank_0_prints_and_writes_the_tables(tmp_path, monkeypatch, capsys):
+    """Every process runs the command (and its runs, together); the others print nothing and publish nothing."""
+    from benchmark.__main__ import main
+    from benchmark.harness import run as harness_run, sweep
+    from benchmark.harness.run import Outcome
+    from benchmark.report import publish
+
+    ran, published = [], []
+
+    def run_groups(groups, *args, **kwargs):
+        for run in (run for group in groups for run in group):
+            ran.append(run.config.run_id)
+            yield run, Outcome(run.config.run_id, tmp_path / f"{run.config.run_id}.json", "done", {"wall_s": 1.0})
+
+    monkeypatch.setattr(harness_run, "run_groups", run_groups)
+    monkeypatch.setattr(sweep, "run_groups", run_groups)
+    monkeypatch.setattr(publish, "publish", lambda *args, **kwargs: published.append(args) or ([], "a table"))
+    tiny = ["--suite", "tiny", "--method", "ft", "--results", str(tmp_path), "--no-progress"]
+    for rank_0 in (True, False):
+        monkeypatch.setattr(distributed, "is_main", lambda: rank_0)
+        for argv in (["run", *tiny], ["run", *tiny, "--dry-run"], ["sweep", *tiny], ["sweep", *tiny, "--status"]):
+            assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert len(ran) == 2 and (out and published if rank_0 else not out and not published), rank_0
+        ran.clear(), published.clear()
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "slurm"])
+def test_a_sweep_launcher_with_processes_of_its_own_is_refused_under_torchrun(launcher, tmp_path, monkeypatch, capsys):
+    from benchmark.__main__ import main
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    assert main(["sweep", "--suite", "tiny", "--method", "ft", "--launcher", launcher, "--results", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: --launcher {launcher} starts processes of its own: run the sweep without torchrun\n"

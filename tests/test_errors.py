@@ -18,9 +18,9 @@ from benchmark.errors import BenchmarkError
         (["run", "--method", "ft", "--set", "lrr=0.1"], "no selected method has hyper-parameter(s) ['lrr']"),
         (["run", "--method", "ft", "--set", "lr=fast"], "hyper-parameter lr expects float"),
         (["run", "--method", "ft", "--set", "lr"], "--set expects key=value"),
-        (["run", "--method", "ft", "--size", "n_trian=3"], "unknown fmnist-c size option(s) ['n_trian']"),
-        (["run", "--method", "ft", "--size", "severities=(7,)"], "severity must be one of 1..5"),
-        (["run", "--method", "ft", "--size", "corruptions=('rain',)"], "unknown corruption 'rain'"),
+        (["run", "--suite", "fmnist-c", "--method", "ft", "--size", "n_trian=3"], "unknown fmnist-c size option(s) ['n_trian']"),
+        (["run", "--suite", "fmnist-c", "--method", "ft", "--size", "severities=(7,)"], "severity must be one of 1..5"),
+        (["run", "--suite", "fmnist-c", "--method", "ft", "--size", "corruptions=('rain',)"], "unknown corruption 'rain'"),
         # Method hyper-parameters are checked when the run is configured: these fail before any data is read
         # (the imagenet data root does not exist).
         (["run", "--suite", "imagenet", "--data-root", "/nonexistent-oodbench", "--method", "ftp",
@@ -54,7 +54,7 @@ def no_installed_fmnist(monkeypatch, tmp_path):
 
 
 def test_missing_dataset_says_where_and_how(no_installed_fmnist, tmp_path, capsys):
-    assert main(["run", "--method", "ft", "--data-root", str(tmp_path / "empty"), "--results", str(tmp_path)]) == 2
+    assert main(["run", "--suite", "fmnist-c", "--method", "ft", "--data-root", str(tmp_path / "empty"), "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Fashion-MNIST not found" in err and "apt-get install dataset-fashion-mnist" in err and str(tmp_path / "empty") in err
 

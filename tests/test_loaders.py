@@ -1,5 +1,6 @@
 """The one loader: its batches and random augmentations are the same with 0, 1 or 2 worker processes, persistent
-or not, in the order the run's generator gives; the caller's random streams are left as they were."""
+or not, in the order the run's generator gives; the caller's random streams are left as they were. A run's
+--workers reaches every loader it builds, and its record is the same with or without worker processes."""
 import random
 
 import numpy as np
@@ -8,8 +9,13 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms as T
 
+import method_smoke  # noqa: F401 - registers the tiny suite and backbone
+from benchmark.__main__ import build_parser, main
 from benchmark.data.base import ArrayDataset
-from benchmark.engine import loader
+from benchmark.engine import loader, loaders
+from benchmark.engine.loaders import default_workers
+from benchmark.report import records
+from method_smoke import BACKBONE
 
 N, BATCH = 21, 4  # a short last batch
 
@@ -115,3 +121,72 @@ def test_a_loaders_dataset_read_by_index_gives_plain_samples():
     assert x.shape == (3, 8, 8) and y == 4
     again = loader(Subset(batches.dataset, [4, 5]), 2, workers=1)
     assert [y.tolist() for _, y in again] == [[4, 5]]
+
+
+# --- --workers reaches every loader of a run -------------------------------------------------------------------
+
+# Every path that builds a loader: training (persistent over epochs), the evaluation of each variant, TPGM's held-out
+# radius batches (persistent), WiSE-FT's probe features and BatchNorm re-estimation, a soup's extra trainings and its
+# greedy selection.
+METHODS_LOADING = ["ft", "tpgm", "wise-ft", "soup"]
+# Fewer WiSE-FT variants and soup ingredients than by default: each is a loader more, not a path more.
+FEWER = ("alphas=(0.0,0.5,1.0)", "soup_lr_scales=(2.0,)")
+
+
+@pytest.fixture
+def built_loaders(monkeypatch) -> list[tuple[int, bool]]:
+    """(workers, persistent) of every loader built while the test runs."""
+    built = []
+    init = loaders.Batches.__init__
+
+    def spy(self, *args, **kwargs):
+        built.append((kwargs["num_workers"], kwargs["persistent_workers"]))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(loaders.Batches, "__init__", spy)
+    return built
+
+
+def cli_records(results, command: str, workers: int, methods=METHODS_LOADING, sets=FEWER) -> dict[str, dict]:
+    """The records of a tiny `run` or `sweep` with `--workers workers`, by run id."""
+    argv = [command, "--suite", "tiny", "--method", *methods, "--set", "epochs=2", "batch_size=8", "eval_batch_size=16",
+            *sets, "--workers", str(workers), "--results", str(results), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    return {p.stem: records.read_record(p) for p in sorted((results / "runs" / "tiny").glob("*.json"))}
+
+
+def test_a_run_with_worker_processes_gives_the_numbers_of_one_without(tmp_path, built_loaders, capsys):
+    alone = cli_records(tmp_path / "alone", "run", 0)
+    assert built_loaders and {workers for workers, _ in built_loaders} == {0}
+    built_loaders.clear()
+    helped = cli_records(tmp_path / "helped", "run", 2)
+    assert {workers for workers, _ in built_loaders} == {2}  # every loader the run built
+    assert (2, True) in built_loaders  # the training loader and TPGM's held-out stream keep theirs between passes
+    assert alone.keys() == helped.keys() and len(alone) == len(METHODS_LOADING)
+    for run_id, record in alone.items():
+        assert helped[run_id]["evals"] == record["evals"], run_id
+        assert helped[run_id]["curves"] == record["curves"], run_id
+
+
+def test_sweep_and_eval_load_with_their_workers_too(tmp_path, built_loaders, capsys):
+    from test_eval import tiny_state
+
+    cli_records(tmp_path, "sweep", 2, methods=["ft"], sets=())
+    assert built_loaders and {workers for workers, _ in built_loaders} == {2}
+    built_loaders.clear()
+    checkpoint = tmp_path / "weights.pt"
+    torch.save(tiny_state(), checkpoint)
+    assert main(["eval", "--suite", "tiny", "--backbone", BACKBONE, "--checkpoint", str(checkpoint), "--results",
+                 str(tmp_path), "--no-progress", "--workers", "2"]) == 0  # fmt: skip
+    assert built_loaders and {workers for workers, _ in built_loaders} == {2}
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--suite", "tiny"], ["sweep", "--suite", "tiny"], ["reproduce", "--plan"],
+    ["eval", "--suite", "tiny", "--backbone", BACKBONE, "--checkpoint", "none.pt"],
+])  # fmt: skip
+def test_every_command_that_loads_data_takes_workers_and_a_negative_count_is_one_line(argv, tmp_path, capsys):
+    assert build_parser().parse_args(argv).workers == default_workers()  # one default for all
+    assert main([*argv, "--workers", "-1", "--results", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "error: --workers must be 0 (load in the main process) or more, got -1\n"
+    assert not (tmp_path / "runs").exists()

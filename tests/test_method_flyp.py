@@ -1,6 +1,7 @@
 """FLYP: symmetric CLIP loss by hand, per-sample class prompts, both towers train, zero-shot head rebuilt."""
 import math
 
+import pytest
 import torch
 
 from benchmark.report import records
@@ -57,3 +58,20 @@ def test_flyp_on_a_backbone_without_text_tower_is_one_line(monkeypatch, tmp_path
     assert tiny_cls.cli_run(tmp_path, "flyp", "lite0") == 2
     err = capsys.readouterr().err
     assert "needs a CLIP text tower" in err and err.count("\n") == 1
+
+
+def test_accumulation_and_several_processes_are_refused_in_one_line(monkeypatch, tmp_path, capsys):
+    # Each image's prompt is every other image's negative: a micro-batch's loss is not its share of the batch's.
+    from benchmark.__main__ import main
+    from benchmark.engine import distributed
+    from benchmark.errors import BenchmarkError
+
+    tiny_cls.register(monkeypatch)
+    assert main(["run", "--suite", tiny_cls.NAME, "--method", "flyp", "--backbone", TINY_CLIP, "--set", "accum_steps=2",
+                 "--results", str(tmp_path), "--dry-run"]) == 2  # fmt: skip
+    assert capsys.readouterr().err == ("error: flyp's contrastive loss is over the whole batch; run it with accum_steps=1 "
+                                       "in one process (asked: accum_steps=2)\n")  # fmt: skip
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(BenchmarkError, match=r"^flyp's contrastive loss is over the whole batch; run it with "
+                                             r"accum_steps=1 in one process \(this run: 2 processes\)$"):  # fmt: skip
+        tiny_clip_context(FLYP, {})

@@ -101,3 +101,35 @@ def test_a_checkpointed_model_loads_into_a_freshly_set_up_one():
     fresh, _, _ = tiny_clip_context(LipsumFT, {})
     fresh.load_state_dict(model.state_dict())  # strict: the head's layout matches, the scale is rebuilt by setup
     assert torch.equal(fresh.head.weight, model.head.weight) and torch.equal(fresh.head.scale, model.head.scale)
+
+
+def lipsum_record(results, *sets) -> dict:
+    from benchmark.__main__ import main
+
+    assert main(["run", "--suite", tiny_cls.NAME, "--method", "lipsum-ft", "--backbone", TINY_CLIP, "--results",
+                 str(results), "--no-progress", "--workers", "0", "--set", "lipsum_texts=4", "lr=1e-3", "epochs=1",
+                 "batch_size=8", *sets]) == 0  # fmt: skip
+    (path,) = (results / "runs" / tiny_cls.NAME).glob("lipsum-ft-*.json")
+    return records.read_record(path)
+
+
+def test_micro_batches_of_a_step_share_its_random_texts_so_accumulation_trains_the_whole_batch(monkeypatch, tmp_path):
+    from test_accumulation import assert_same_numbers
+
+    tiny_cls.register(monkeypatch)
+    whole = lipsum_record(tmp_path / "whole")
+    accumulated = lipsum_record(tmp_path / "accumulated", "accum_steps=2")  # 21 images: micro-batches 4+4, 4+4, 4+1
+    assert accumulated["accum_steps"] == 2
+    assert_same_numbers(accumulated, whole)
+
+
+def test_a_process_without_images_in_a_step_draws_that_steps_texts_all_the_same():
+    # Under torchrun a short last step can leave a process no image: its generator must keep up with the others'.
+    model, method, batch = tiny_clip_context(LipsumFT, {})
+    _, idle, _ = tiny_clip_context(LipsumFT, {})
+    method.loss(model, batch)
+    method.loss(model, batch)  # a second micro-batch of the step: the same texts, nothing drawn
+    method.after_step(model, 0)
+    idle.after_step(model, 0)
+    assert torch.equal(idle.generator.get_state(), method.generator.get_state())
+    assert not torch.equal(idle.generator.get_state(), torch.Generator().manual_seed(0).get_state())

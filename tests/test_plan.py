@@ -120,7 +120,8 @@ def test_dry_run_on_domainnet_needs_no_data_and_shows_one_budget(tmp_path, capsy
 def test_dry_run_says_which_records_exist(tmp_path, capsys):
     from helpers import TINY_SIZES, tiny_run
 
-    argv = ["--method", "ft", "lp", "--image-size", "32", "--epochs", "1", "--results", str(tmp_path), "--size", *TINY_SIZES]
+    argv = ["--suite", "fmnist-c", "--method", "ft", "lp", "--image-size", "32", "--epochs", "1", "--results", str(tmp_path),
+            "--size", *TINY_SIZES]  # fmt: skip
     before = dry_run(capsys, *argv)
     assert [d["record_exists"] for d in before] == [False, False]
     assert tiny_run(tmp_path, methods=("ft",)) == 0
@@ -133,7 +134,7 @@ def test_dry_run_says_which_records_exist(tmp_path, capsys):
 
 def test_dry_run_errors_are_one_line(capsys):
     assert main(["run", "--dry-run", "--suite", "nope"]) == 2
-    assert main(["run", "--dry-run", "--size", "bogus=1"]) == 2
+    assert main(["run", "--dry-run", "--suite", "fmnist-c", "--size", "bogus=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "unknown suite 'nope'" in err[0] and "unknown fmnist-c size option(s) ['bogus']" in err[1]
 

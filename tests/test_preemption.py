@@ -1,5 +1,6 @@
 """Preemption-safe checkpoints: every K steps or M minutes besides every epoch, and on SIGTERM / SIGUSR1 at the next
 step boundary (then exit 75); a run resumed from a mid-epoch checkpoint gives the record of an uninterrupted one."""
+import functools
 import os
 import signal
 import subprocess
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import test_accumulation
 from benchmark.engine import loop
-from benchmark.errors import BenchmarkError
+from benchmark.harness import run as harness_run
 from benchmark.report import records
 from methods import METHODS
 from test_accumulation import run
@@ -46,11 +48,17 @@ def raise_interrupt():
     raise KeyboardInterrupt
 
 
+def checkpoint_every(monkeypatch, **every) -> None:
+    """`run` checkpoints as --ckpt-every-steps / --ckpt-every-minutes ask (the CLI passes them to execute)."""
+    execute = functools.partial(harness_run.execute, every=loop.CheckpointEvery(**every))
+    monkeypatch.setattr(test_accumulation, "execute", execute)
+
+
 @pytest.mark.parametrize("method", ["ft", "tpgm"])
 @pytest.mark.parametrize("crash, saved", [(5, (0, 4)), (13, (1, 3))])  # after steps 4 and 12 (every 2 steps)
 def test_a_run_crashed_mid_epoch_resumes_from_its_step_checkpoint_exactly(method, crash, saved, tmp_path, monkeypatch, capsys):
     clean = run(method, tmp_path / "clean", **HP)
-    monkeypatch.setenv(loop.EVERY_STEPS_ENV, "2")
+    checkpoint_every(monkeypatch, steps=2)
     with monkeypatch.context() as patch:
         interrupt_at(patch, method, crash, raise_interrupt)
         with pytest.raises(KeyboardInterrupt):
@@ -119,14 +127,42 @@ def test_sigterm_from_outside_stops_a_run_process_with_exit_75_and_one_line(tmp_
 def test_a_checkpoint_every_few_minutes(tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(loop, "save_checkpoint", lambda path, state: saved.append((state["epoch"], state["batches"])))
-    monkeypatch.setenv(loop.EVERY_MINUTES_ENV, "1e-9")  # due after every step
+    checkpoint_every(monkeypatch, minutes=1e-9)  # due after every step
     run("ft", tmp_path, batch_size=32)  # 3 steps per epoch
     assert saved == [(0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)]
 
 
-@pytest.mark.parametrize("name, value", [(loop.EVERY_STEPS_ENV, "1.5"), (loop.EVERY_STEPS_ENV, "-2"),
-                                         (loop.EVERY_MINUTES_ENV, "soon"), (loop.EVERY_MINUTES_ENV, "inf")])  # fmt: skip
-def test_a_bad_checkpoint_interval_is_one_line(name, value, monkeypatch):
-    monkeypatch.setenv(name, value)
-    with pytest.raises(BenchmarkError, match="want a whole number of steps and minutes >= 0"):
-        loop.CheckpointEvery.from_env()
+def cli(command: str, results, *extra) -> int:
+    """A tiny `run` or `sweep` of ft through the command line: 16 images in steps of 8, 2 epochs."""
+    from benchmark.__main__ import main
+
+    return main([command, "--suite", "tiny", "--method", "ft", "--set", "epochs=2", "batch_size=8", "eval_batch_size=16",
+                 "--workers", "0", "--results", str(results), "--no-progress", *extra])  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("flag, value", [("--ckpt-every-steps", "1"), ("--ckpt-every-minutes", "1e-9")])
+def test_the_checkpoint_flags_reach_the_loop(command, flag, value, tmp_path, monkeypatch, capsys):
+    import method_smoke  # noqa: F401 - registers the tiny suite
+
+    saved = []
+    monkeypatch.setattr(loop, "save_checkpoint", lambda path, state: saved.append((state["epoch"], state["batches"])))
+    assert cli(command, tmp_path / "per-epoch") == 0
+    assert saved == [(1, 0), (2, 0)]  # the default: once per epoch
+    saved.clear()
+    assert cli(command, tmp_path / "per-step", flag, value) == 0
+    assert saved == [(0, 1), (1, 0), (1, 1), (2, 0)]
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--ckpt-every-steps", "-2", "--ckpt-every-steps must be a whole number of steps >= 0 (0: off), got -2"),
+    ("--ckpt-every-minutes", "-1", "--ckpt-every-minutes must be a number of minutes >= 0 (0: off), got -1"),
+    ("--ckpt-every-minutes", "inf", "--ckpt-every-minutes must be a number of minutes >= 0 (0: off), got inf"),
+])  # fmt: skip
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_a_bad_checkpoint_interval_is_one_line(command, flag, value, message, tmp_path, capsys):
+    import method_smoke  # noqa: F401 - registers the tiny suite
+
+    assert cli(command, tmp_path, flag, value) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "runs").exists()

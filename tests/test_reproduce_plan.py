@@ -133,7 +133,7 @@ def test_run_executes_the_planned_runs_through_the_harness_then_writes_the_table
     built, ran = [], []
     monkeypatch.setattr(harness_run, "prepare_suite", lambda cfg, *a, **k: built.append(cfg.suite) or object())
 
-    def execute(cfg, suite, results, progress=True, departures=None, rerun=False, log=None):
+    def execute(cfg, suite, results, progress=True, departures=None, rerun=False, log=None, every=None, workers=0, sources=None):
         ran.append(cfg.run_id)
         record = {**segmentation_record(cfg.suite, cfg.method, "tpgm", cfg.seed, 0.64, {1: 0.6, 5: 0.5}),
                   "run_id": cfg.run_id, "wall_s": 1.0}  # fmt: skip

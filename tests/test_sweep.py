@@ -14,6 +14,7 @@ import pytest
 
 import method_smoke  # noqa: F401 - registers the tiny suite and backbone
 from benchmark.__main__ import main
+from benchmark.engine.loop import CheckpointEvery
 from benchmark.harness import lock, sweep
 from benchmark.harness.plan import plan
 from benchmark.harness.run import Outcome
@@ -108,8 +109,8 @@ def test_bad_sweep_input_is_a_one_line_error(tmp_path, capsys, argv, message):
 def test_run_set_takes_one_value(tmp_path, capsys):
     assert main(["run", "--suite", "tiny", "--method", "ft", "--set", "lr=0.01,0.02", "--results", str(tmp_path),
                  "--dry-run"]) == 2  # fmt: skip
-    err = capsys.readouterr().err
-    assert err.startswith("error: hyper-parameter lr expects float") and err.count("\n") == 1
+    assert capsys.readouterr().err == ("error: hyper-parameter lr expects float, got (0.01, 0.02); one run per value is "
+                                       "a sweep: benchmark sweep --set lr=0.01,0.02\n")  # fmt: skip
 
 
 def test_a_local_sweep_runs_its_grid_then_skips_what_is_finished(tmp_path, capsys):
@@ -210,15 +211,16 @@ def test_slurm_submits_the_runs_neither_finished_nor_running_with_the_flags_aske
     hold(tmp_path, running, live_pid)
     submitted = {}
 
-    def submit(runs, results, data_root, workers, log, slurm):
-        submitted.update(runs=runs, slurm=slurm)
+    def submit(runs, results, data_root, workers, log, slurm, every):
+        submitted.update(runs=runs, slurm=slurm, every=every)
         return [SimpleNamespace(job_id="77_0"), SimpleNamespace(job_id="77_1")]
 
     monkeypatch.setattr(sweep, "submit", submit)
     assert sweep_cli(tmp_path, "--seed", "0", "1", "--launcher", "slurm", "--partition", "gpu", "--time", "4:00:00",
-                     "--mem", "64", "--jobs", "8") == 0  # fmt: skip
+                     "--mem", "64", "--jobs", "8", "--ckpt-every-minutes", "30") == 0  # fmt: skip
     assert submitted["runs"] == pending
     assert submitted["slurm"] == sweep.Slurm(partition="gpu", gpus_per_node=1, minutes=240, mem_gb=64, parallelism=8)
+    assert submitted["every"] == CheckpointEvery(steps=0, minutes=30.0)  # each task checkpoints as asked
     out = capsys.readouterr().out
     assert "4 runs: 1 with a record and 1 running (both skipped), 2 to submit" in out
     assert "submitted them as SLURM job array 77 " in out

@@ -20,7 +20,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.registry import Registry
 from benchmark.resources import cache_root
 
-ADAPTERS = tuple(f"benchmark.data.{m}" for m in ("fmnist", "segproxy", "imagenet", "imagenet_c", "domainnet", "pascal"))
+ADAPTERS = tuple(f"benchmark.data.{m}" for m in ("digits", "fmnist", "segproxy", "imagenet", "imagenet_c", "domainnet", "pascal"))
 # What every suite's recipe sets (with SGD also momentum and nesterov); sources beside each recipe.
 RECIPE_KEYS = ("optimizer", "lr", "weight_decay", "epochs", "batch_size", "warmup_steps", "grad_clip", "eval_batch_size")
 SGD_KEYS = ("momentum", "nesterov")
@@ -40,6 +40,8 @@ class SuiteSpec:
     # finder the one the builder calls first (a one-line BenchmarkError when the data is not there). Lets a
     # request check all its data before anything runs.
     needs: Callable[[dict], dict[str, Callable]] | None = None
+    # The seeds a run without --seed trains: several where one seed's number would be noise.
+    seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self):
         needed = RECIPE_KEYS + (SGD_KEYS if self.recipe.get("optimizer") == "sgd" else ())
@@ -106,11 +108,11 @@ DATASETS: Registry[Callable[..., "PrepareReport"]] = Registry("dataset", modules
 
 
 def register_suite(name: str, description: str, *, recipe: dict, sizes: dict, backbone: str, image_size: int,
-                   methods, needs: Callable[[dict], dict[str, Callable]]) -> Callable:
+                   methods, needs: Callable[[dict], dict[str, Callable]], seeds: tuple[int, ...] = (0,)) -> Callable:
     """Decorator for a suite builder ``fn(SuiteOptions) -> Suite``: registers its SuiteSpec."""
     def add(build):
         SUITES.register(name, description, module=build.__module__)(SuiteSpec(name, description, build, dict(recipe), dict(sizes), backbone,
-                                                      image_size, tuple(methods), needs))  # fmt: skip
+                                                      image_size, tuple(methods), needs, tuple(seeds)))  # fmt: skip
         return build
 
     return add

@@ -1,4 +1,5 @@
-"""What a method sees of its run: the loaders, the device, and (if it asks) the frozen pretrained model."""
+"""What a method sees of its run: the loaders and their worker count, the device, and (if it asks) the frozen
+pretrained model."""
 from __future__ import annotations
 
 import copy
@@ -34,3 +35,8 @@ class RunContext:
     # The one frozen copy of the model as it was before training, made by the harness when the run starts
     # for methods that declare `needs_reference`; None for the others (they hold no extra copy).
     reference: nn.Module | None = None
+    # Worker processes of every loader the run builds (training, evaluation, probe features, BN re-estimation,
+    # held-out batches): `--workers`; 0 loads in this process. Results do not depend on it.
+    workers: int = 0
+    # The backbone's frozen pretraining head on the run's device (benchmark.models.base.Built.pretraining_head).
+    pretraining_head: nn.Module | None = None

@@ -197,11 +197,17 @@ class StepSampler(Sampler[int]):
     """This process's training images of one epoch, from optimizer step `start` on. The epoch's order depends on
     the generator only (epoch_generator(seed, epoch)); it is cut into optimizer steps of `batch_size` images
     (the last one shorter, nothing dropped) and each step into contiguous shares, one per process. With the
-    per-device batch a divisor of the full shares, batching this stream gives each step's micro-batches."""
+    per-device batch a divisor of the full shares, batching this stream gives each step's micro-batches.
+    set_epoch moves it to another epoch, as DistributedSampler's does: a loader with persistent workers keeps
+    its sampler from one epoch to the next."""
 
     def __init__(self, n: int, batch_size: int, generator: torch.Generator, start: int = 0):
-        self.n, self.batch_size, self.start = n, batch_size, start
-        self.order = epoch_permutation(n, generator)
+        self.n, self.batch_size = n, batch_size
+        self.set_epoch(generator, start)
+
+    def set_epoch(self, generator: torch.Generator, start: int = 0) -> None:
+        """The epoch whose order `generator` (epoch_generator(seed, epoch)) gives, from optimizer step `start` on."""
+        self.start, self.order = start, epoch_permutation(self.n, generator)
 
     def steps(self) -> range:
         return range(self.start, -(-self.n // self.batch_size))

@@ -5,8 +5,10 @@ counts (correct predictions, confusion matrices) are summed across processes: ex
 process."""
 from __future__ import annotations
 
+import itertools
+
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import ConcatDataset, Subset
 from tqdm import tqdm
 
 from benchmark.engine import distributed
@@ -20,10 +22,11 @@ def my_share(dataset):
 
 
 @torch.no_grad()
-def predict(model, dataset, label_map, device, batch_size: int, bar=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predicted class indices (in the eval set's label space; label_map None = the model's own) and targets."""
+def predictions(model, batches, label_map, device, bar=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted class indices of `batches` (in the eval set's label space; label_map None = the model's own) and
+    their targets."""
     preds, targets = [], []
-    for x, y in loader(dataset, batch_size):
+    for x, y in batches:
         with autocast(device):
             logits = model(x.to(device, non_blocking=True))
         logits = logits.float() if label_map is None else label_map(logits.float())
@@ -34,39 +37,58 @@ def predict(model, dataset, label_map, device, batch_size: int, bar=None) -> tup
     return torch.cat(preds), torch.cat(targets)
 
 
-def top1_counts(model, dataset, label_map, device, batch_size: int, bar=None) -> tuple[int, int]:
-    """Correct top-1 predictions on `dataset` and its size, summed over processes (each predicts its share)."""
-    mine = my_share(dataset)
+def predict(model, dataset, label_map, device, batch_size: int, bar=None,
+            workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions and targets of `dataset`, its images loaded by `workers` processes."""
+    return predictions(model, loader(dataset, batch_size, workers=workers), label_map, device, bar)
+
+
+def top1_of(model, batches, size: int, label_map, device, bar=None) -> tuple[int, int]:
+    """Correct top-1 predictions in `batches` (this process's `size` images of a set) and the set's size, both
+    summed over processes."""
     correct = 0
-    if len(mine):
-        preds, targets = predict(model, mine, label_map, device, batch_size, bar)
+    if size:
+        preds, targets = predictions(model, batches, label_map, device, bar)
         correct = int((preds == targets).sum())
-    total = distributed.all_sum(torch.tensor([correct, len(mine)]))
+    total = distributed.all_sum(torch.tensor([correct, size]))
     return int(total[0]), int(total[1])
 
 
-def evaluate(model, eval_sets: list, device, batch_size: int, desc="eval", progress=True) -> list[dict]:
-    """One row per eval set: {eval, role, group, metric, value, n}."""
+def top1_counts(model, dataset, label_map, device, batch_size: int, bar=None, workers: int = 0) -> tuple[int, int]:
+    """Correct top-1 predictions on `dataset` and its size, summed over processes (each predicts its share)."""
+    mine = my_share(dataset)
+    return top1_of(model, loader(mine, batch_size, workers=workers), len(mine), label_map, device, bar)
+
+
+def evaluate(model, eval_sets: list, device, batch_size: int, desc="eval", progress=True,
+             workers: int = 0) -> list[dict]:
+    """One row per eval set: {eval, role, group, metric, value, n}. One loader reads every set, in the batches
+    each would have alone, so that its `workers` processes start once rather than once per set (on a suite of
+    many small sets, such as fmnist-c's 47, starting them would take longer than reading the images)."""
     model.eval()
+    shares = [my_share(e.dataset) for e in eval_sets]  # this process's images
+    sizes = [len(share) for share in shares]
+    batches = iter(loader(ConcatDataset(shares), batch_size, workers=workers, parts=sizes))
     rows = []
-    total = sum(len(distributed.share(len(e.dataset))) for e in eval_sets)  # this process's images
-    with tqdm(total=total, desc=desc, unit="img", leave=False, disable=not progress) as bar:
-        for e in eval_sets:
+    with tqdm(total=sum(sizes), desc=desc, unit="img", leave=False, disable=not progress) as bar:
+        for e, size in zip(eval_sets, sizes):
+            mine = itertools.islice(batches, -(-size // batch_size))
             if e.metric == "miou":
-                rows += segmentation_rows(model, e, device, batch_size, bar)
+                rows += segmentation_rows(model, e, mine, device, bar)
                 continue
-            correct, n = top1_counts(model, e.dataset, e.label_map, device, batch_size, bar)
+            correct, n = top1_of(model, mine, size, e.label_map, device, bar)
             rows.append({"eval": e.name, "role": e.role, "group": e.group, "metric": "acc",
                          "value": accuracy_from_counts(correct, n), "n": n})  # fmt: skip
     return rows
 
 
 @torch.no_grad()
-def segmentation_rows(model, e, device, batch_size: int, bar=None) -> list[dict]:
-    """mIoU and pixel accuracy from one confusion matrix accumulated over the set (per-class IoU kept
-    on the mIoU row as ``per_class``, None where a class is absent from target and prediction)."""
+def segmentation_rows(model, e, batches, device, bar=None) -> list[dict]:
+    """mIoU and pixel accuracy of eval set `e` (this process's share of it in `batches`) from one confusion matrix
+    accumulated over the set (per-class IoU kept on the mIoU row as ``per_class``, None where a class is absent
+    from target and prediction)."""
     conf = None
-    for x, y in loader(my_share(e.dataset), batch_size):
+    for x, y in batches:
         with autocast(device):
             logits = e.label_map(model(x.to(device, non_blocking=True)).float())
         c = confusion_matrix(logits.argmax(dim=1), y.to(logits.device), logits.shape[1])

@@ -9,6 +9,7 @@ global one when it has none) as the pass starts: for a training epoch, a functio
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
 import struct
@@ -38,18 +39,22 @@ def autocast(device: torch.device):
 
 
 def loader(dataset, batch_size: int, shuffle=False, generator=None, workers: int = 0, sampler=None,
-           persistent: bool = False) -> DataLoader:
+           persistent: bool = False, parts: list[int] | None = None) -> DataLoader:
     """Batches of `dataset` in `workers` processes (0: in this one). shuffle: a permutation drawn from
     `generator`; sampler (e.g. a DistributedSampler): its order instead. persistent: keep the workers
-    between passes, for a loader iterated more than once (reseed its generator between passes)."""
+    between passes, for a loader iterated more than once (reseed its generator between passes). parts: the
+    lengths of consecutive parts of that order (e.g. eval sets one after another) batched apart, each into the
+    batches it would have alone, so that one loader (one start of its workers) serves them all."""
     if shuffle and sampler is not None:
         raise ValueError("shuffle and sampler are exclusive: the sampler orders the samples")
     if sampler is None:
         sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-    return Batches(SeededSamples(dataset), batch_size=batch_size, sampler=KeyedSampler(sampler, generator),
-                   generator=generator, num_workers=workers, persistent_workers=persistent and workers > 0,
-                   prefetch_factor=PREFETCH if workers > 0 else None, pin_memory=torch.cuda.is_available(),
-                   drop_last=False)  # fmt: skip
+    keyed = KeyedSampler(sampler, generator)
+    batching = dict(batch_size=batch_size, sampler=keyed, drop_last=False) if parts is None else dict(
+        batch_sampler=PartBatches(keyed, parts, batch_size))  # fmt: skip
+    return Batches(SeededSamples(dataset), **batching, generator=generator, num_workers=workers,
+                   persistent_workers=persistent and workers > 0, prefetch_factor=PREFETCH if workers > 0 else None,
+                   pin_memory=torch.cuda.is_available())  # fmt: skip
 
 
 class Batches(DataLoader):
@@ -94,6 +99,23 @@ class KeyedSampler(Sampler):
         key = pass_key(self.generator)
         for index in self.sampler:
             yield key, index
+
+
+class PartBatches(Sampler):
+    """`samples` in batches of `batch_size`, cut at the end of each part (`lengths` consecutive samples each)."""
+
+    def __init__(self, samples, lengths: list[int], batch_size: int):
+        self.samples, self.lengths, self.batch_size = samples, lengths, batch_size
+
+    def __len__(self):
+        return sum(-(-n // self.batch_size) for n in self.lengths)
+
+    def __iter__(self):
+        samples = iter(self.samples)
+        for n in self.lengths:
+            part = list(itertools.islice(samples, n))
+            for start in range(0, n, self.batch_size):
+                yield part[start : start + self.batch_size]
 
 
 class SeededSamples(Dataset):

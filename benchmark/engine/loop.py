@@ -38,30 +38,14 @@ EXIT_PREEMPTED = 75
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
-# How often a run checkpoints besides once per epoch; how a run is carried out, not what it computes, so not a
-# hyper-parameter (a run's id and results do not depend on it).
-EVERY_STEPS_ENV, EVERY_MINUTES_ENV = "OODBENCH_CKPT_EVERY_STEPS", "OODBENCH_CKPT_EVERY_MINUTES"
-
-
 @dataclass(frozen=True)
 class CheckpointEvery:
-    """Checkpoints besides the one per epoch: every `steps` optimizer steps, every `minutes` (0 = never)."""
+    """Checkpoints besides the one per epoch: every `steps` optimizer steps, every `minutes` (0 = never). How a
+    run is carried out, not what it computes, so not a hyper-parameter (a run's id and results do not depend on
+    it): `run` and `sweep` take it as --ckpt-every-steps and --ckpt-every-minutes."""
 
     steps: int = 0
     minutes: float = 0.0
-
-    @classmethod
-    def from_env(cls) -> CheckpointEvery:
-        """From OODBENCH_CKPT_EVERY_STEPS and OODBENCH_CKPT_EVERY_MINUTES (unset: per epoch only)."""
-        raw = {name: os.environ.get(name, "0") for name in (EVERY_STEPS_ENV, EVERY_MINUTES_ENV)}
-        try:
-            steps, minutes = int(raw[EVERY_STEPS_ENV]), float(raw[EVERY_MINUTES_ENV])
-        except ValueError:
-            steps = minutes = -1
-        if steps < 0 or not 0 <= minutes < math.inf:
-            raise BenchmarkError(f"{EVERY_STEPS_ENV}={raw[EVERY_STEPS_ENV]!r} and {EVERY_MINUTES_ENV}="
-                                 f"{raw[EVERY_MINUTES_ENV]!r}: want a whole number of steps and minutes >= 0 (0 = off)")  # fmt: skip
-        return cls(steps, minutes)
 
 
 @dataclass
@@ -173,10 +157,36 @@ def say(line: str) -> None:
         tqdm.write(line)
 
 
-def resume(path: Path, device) -> dict | None:
-    """The checkpoint at `path` on every process, or None: rank 0 reads it first (moving a damaged one aside),
-    so that all processes resume or all start afresh."""
+# What Saver writes; a checkpoint without one of these was written by an older version of the loop.
+CHECKPOINT_KEYS = ("model", "optimizer", "schedule", "method", "epoch", "batches", "curves", "sums", "rng")
+
+
+def shapes(weights) -> dict:
+    return {k: getattr(v, "shape", None) for k, v in weights.items()} if isinstance(weights, dict) else {}
+
+
+def unknown_format(state, model) -> str | None:
+    """Why `state` cannot be resumed by this code (an older loop's checkpoint, another model's weights), or None.
+    Checked before anything is loaded: a failed load_state_dict would leave the model half overwritten."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a dict"
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not isinstance(state["rng"], list):
+        return "one random state, not one per process"
+    if shapes(state["model"]) != shapes(model.state_dict()):
+        return "weights that do not fit this model"
+    return None
+
+
+def resume(path: Path, device, model) -> dict | None:
+    """The checkpoint at `path` on every process, or None: rank 0 reads it first (moving a damaged one, or one in
+    a format this code cannot resume, aside), so that all processes resume or all start afresh."""
     state = load_checkpoint(path, device) if distributed.is_main() and path.is_file() else None
+    why = unknown_format(state, model) if state is not None else None
+    if why:
+        state = set_aside(path, f"is in an old or unknown format ({why})", "stale")
     if not distributed.any_flag(state is not None)[0]:
         return None
     return state if distributed.is_main() else torch.load(path, map_location=device, weights_only=True)
@@ -228,7 +238,7 @@ def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: boo
     optimizer = make_optimizer(groups, hp)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, hp.get("warmup_steps", 0)))
     start_epoch, done, curves, sums = 0, 0, {}, {}
-    state = resume(checkpoint, device)
+    state = resume(checkpoint, device, model)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -242,13 +252,16 @@ def fit(model, method, ctx, hp: dict, train_set, checkpoint: Path, progress: boo
     params = [p for g in groups for p in g["params"]]
     saver = Saver(checkpoint, model, method, optimizer, schedule, device, steps_per_epoch)
     started, images = time.perf_counter(), 0
+    # One loader for every epoch, so that its workers persist; each epoch sets its sampler's order and reseeds
+    # its generator, which no longer shuffles but keys the epoch's augmentation (benchmark/engine/loaders.py).
+    sampler, keys = StepSampler(n, hp["batch_size"], epoch_generator(ctx.seed, start_epoch)), torch.Generator()
+    train = loader(train_set, micro, sampler=sampler, generator=keys, workers=ctx.workers, persistent=True)
     with stop_signals() as received:
         for epoch in range(start_epoch, epochs):
             method.train_mode(model)
-            sampler = StepSampler(n, hp["batch_size"], epoch_generator(ctx.seed, epoch), start=done)
-            # The loader's generator no longer shuffles: it keys the epoch's augmentation (benchmark/engine/loaders.py).
-            batches = iter(loader(train_set, micro, sampler=sampler, generator=epoch_generator(ctx.seed, epoch),
-                                  workers=ctx.train_loader.num_workers))  # fmt: skip
+            sampler.set_epoch(epoch_generator(ctx.seed, epoch), start=done)
+            keys.set_state(epoch_generator(ctx.seed, epoch).get_state())
+            batches = iter(train)
             sums = sums if done else {}
             bar = tqdm(total=steps_per_epoch, initial=done, desc=f"{method.name} epoch {epoch + 1}/{epochs}", unit="step",
                        leave=False, disable=not progress)  # fmt: skip
@@ -321,7 +334,11 @@ def load_checkpoint(path: Path, device) -> dict | None:
         why = "refused (it holds objects other than tensors, containers and numbers, or is garbled; none of it was run)"
     except Exception as e:  # truncated or empty (crash or full disk while saving), or otherwise garbled
         why = f"damaged ({type(e).__name__}: {str(e).split('. ')[0] or 'no data'})"
-    aside = path.with_name(f"{path.name}.damaged-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}")
+    return set_aside(path, why, "damaged")
+
+
+def set_aside(path: Path, why: str, tag: str) -> None:
+    """Rename the checkpoint at `path` to <name>.<tag>-<UTC time> (kept, never deleted) and say so in one line."""
+    aside = path.with_name(f"{path.name}.{tag}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}")
     os.replace(path, aside)
     tqdm.write(f"checkpoint {path} {why}; moved to {aside.name}, training restarts from epoch 1")
-    return None

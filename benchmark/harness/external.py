@@ -194,9 +194,10 @@ def load_into(model, extras: dict, ckpt: Checkpoint, cfg: ExternalConfig, num_cl
 
 
 def evaluate_checkpoint(cfg: ExternalConfig, ckpt: Checkpoint, suite: Suite, results: Path, label: str = METHOD,
-                        departures: dict | None = None, progress: bool = True, rerun: bool = False) -> Outcome:
-    """Score the checkpoint on every eval set of the suite (the selection split too) and write its record,
-    unless one exists (with rerun: supersede it)."""
+                        departures: dict | None = None, progress: bool = True, rerun: bool = False,
+                        workers: int = 0) -> Outcome:  # fmt: skip
+    """Score the checkpoint on every eval set of the suite (the selection split too), its images loaded by
+    `workers` processes, and write its record, unless one exists (with rerun: supersede it)."""
     path = records.record_path(results, cfg.suite, cfg.run_id)
     supersede = path.exists()
     if supersede and not rerun:
@@ -209,7 +210,8 @@ def evaluate_checkpoint(cfg: ExternalConfig, ckpt: Checkpoint, suite: Suite, res
     # channels_last as in a run, so a run's own weights score exactly as that run scored them.
     model = built.model.to(dev, memory_format=torch.channels_last)
     head = load_into(model, built.extras, ckpt, cfg, suite.num_classes)
-    scored = evaluate(model, suite.all_evals(), dev, cfg.hparams["eval_batch_size"], desc=f"eval {label}", progress=progress)
+    scored = evaluate(model, suite.all_evals(), dev, cfg.hparams["eval_batch_size"], desc=f"eval {label}", progress=progress,
+                      workers=workers)  # fmt: skip
     rows = [{"variant": label, **row} for row in scored]
     record = {
         "run_id": cfg.run_id, "config": cfg.to_dict(), "seed": cfg.seed, "data": suite.fingerprint, "departures": departures or {},
@@ -232,11 +234,11 @@ def run_external(suite: str, backbone: str, checkpoint: Path, results: Path, ima
                  sizes: dict | None = None, data_root=None, label: str = METHOD, progress: bool = True,
                  workers: int = 2, rerun: bool = False) -> Outcome:
     """`benchmark eval`: read and check the file first (before any data is built), then plan, build the
-    suite with the backbone's preprocessing, and evaluate."""
+    suite with the backbone's preprocessing, and evaluate; `workers` processes corrupt the data and load it."""
     label = check_label(label)
     ckpt = read_checkpoint(checkpoint, backbone)
     cfg, departures = plan_external(suite, backbone, ckpt.sha256, image_size, sizes)
     records.writable_folder(Path(results) / "runs" / suite, "results")  # now, before the data is built
     records.writable_folder(cache_root(), "cache")
     built_suite = prepare_suite(cfg, data_root, progress=progress, workers=workers)
-    return evaluate_checkpoint(cfg, ckpt, built_suite, results, label, departures, progress, rerun)
+    return evaluate_checkpoint(cfg, ckpt, built_suite, results, label, departures, progress, rerun, workers)

@@ -34,20 +34,22 @@ class Command:
         return "python -m benchmark " + shlex.join(self.argv())
 
 
-def commands(name: str, seeds) -> list[Command]:
-    """The runs that fill table `name`, one command per (backbone, overrides), planned as `run` plans them."""
+def commands(name: str, seeds=None) -> list[Command]:
+    """The runs that fill table `name`, one command per (backbone, overrides), planned as `run` plans them.
+    `seeds`: None for the table's own."""
     spec = table(name)
+    seeds = tuple(spec.seeds if seeds is None else seeds)
     groups: dict[tuple, list[str]] = {}
-    for row in spec.rows.values():
-        methods = groups.setdefault((row.backbone, row.overrides), [])
-        if row.method not in methods:  # several rows may read variants of one run (e.g. WiSE-FT's alphas)
-            methods.append(row.method)
-    return [Command(spec.suite, backbone, tuple(methods), tuple(seeds), dict(overrides),
+    for backbone, overrides, method in spec.runs():
+        methods = groups.setdefault((backbone, overrides), [])
+        if method not in methods:  # several rows may read variants of one run (e.g. WiSE-FT's alphas)
+            methods.append(method)
+    return [Command(spec.suite, backbone, tuple(methods), seeds, dict(overrides),
                     plan(spec.suite, methods, backbone, seeds, None, dict(overrides), {}))
             for (backbone, overrides), methods in groups.items()]  # fmt: skip
 
 
-def plan_text(names: list[str], results: Path, seeds) -> str:
+def plan_text(names: list[str], results: Path, seeds=None) -> str:
     """`reproduce --plan`: each table's command lines, each run under its command marked by whether its record exists."""
     lines = []
     for name in names:

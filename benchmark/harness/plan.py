@@ -22,7 +22,7 @@ from benchmark.report import records
 from methods import METHODS
 from methods.base import check_range
 
-DEFAULT_SUITE = "fmnist-c"
+DEFAULT_SUITE = "digits"
 # The training budget of a suite's recipe: optimizer, lr schedule, length, batch size and clipping.
 BUDGET_KEYS = ("optimizer", "momentum", "nesterov", "epochs", "batch_size", "warmup_steps", "grad_clip")
 OVERRIDE_SOURCE = "command line"
@@ -137,15 +137,18 @@ def coerce(key: str, default, value):
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(default)(value)
     if default is not None and type(value) is not type(default):
-        raise BenchmarkError(f"hyper-parameter {key} expects {type(default).__name__}, got {value!r}")
+        # `run --set lr=1e-3,1e-2` reads a tuple: a grid, which is what `sweep` runs.
+        grid = (f"; one run per value is a sweep: benchmark sweep --set {key}={','.join(map(str, value))}"
+                if isinstance(value, (list, tuple)) else "")  # fmt: skip
+        raise BenchmarkError(f"hyper-parameter {key} expects {type(default).__name__}, got {value!r}{grid}")
     return value
 
 
-def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), image_size: int | None = None,
+def plan(suite: str, methods=None, backbone: str | None = None, seeds=None, image_size: int | None = None,
          overrides: dict | None = None, sizes: dict | None = None) -> list[PlannedRun]:
     """Every (method, seed) run the request names, resolved. With several methods, an override applies to
     each method that has that hyper-parameter; one that no method has is an error. `suite`: a name, or a suite
-    card's path (the runs are then of the suite it registers)."""
+    card's path (the runs are then of the suite it registers). `seeds`: None for the suite's default seeds."""
     suite = resolve_suite(suite)
     spec = SUITES.get(suite)
     overrides, sizes = dict(overrides or {}), dict(sizes or {})
@@ -164,7 +167,7 @@ def plan(suite: str, methods=None, backbone: str | None = None, seeds=(0,), imag
         mine = {k: v for k, v in overrides.items() if k in defaults_of[cls.name] or k in OPTIONAL_KEYS}
         hp = resolve_hparams(suite, cls, mine)
         differs = {**departures(suite, cls, hp, overridden=mine), **own_budget}
-        for seed in seeds:
+        for seed in seeds or spec.seeds:
             cfg = RunConfig(suite=suite, method=cls.name, backbone=backbone or spec.backbone, seed=seed,
                             image_size=spec.image_size if image_size is None else image_size, hparams=hp, sizes=resolved_sizes)  # fmt: skip
             runs.append(PlannedRun(cfg, differs))

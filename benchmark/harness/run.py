@@ -12,8 +12,8 @@ from typing import Iterator
 
 import torch
 
-from benchmark.data import SuiteOptions, build_suite
-from benchmark.data.base import Suite
+from benchmark.data import SUITES, SuiteOptions, build_suite
+from benchmark.data.base import Suite, data_fingerprint
 from benchmark.engine import RunContext, default_device, distributed, evaluate, fit, frozen_copy, loader
 from benchmark.engine.loop import CheckpointEvery
 from benchmark.engine.runlog import open_log, require
@@ -54,6 +54,30 @@ def check_finite(method: str, where: str, tensors, exempt: set) -> None:
             raise BenchmarkError(f"{method}: non-finite values {where} (first: {name}); no record written")
 
 
+def sources_fingerprint(cfg: RunConfig, data_root) -> str | None:
+    """A stat-only fingerprint (names below their common folder, sizes) of the files a build of the suite reads
+    first (SuiteSpec.needs), taken without building it; None where that is not telling: the suite does not say
+    what it reads, some is missing, or it reads folders (whose stat says nothing of what they hold)."""
+    spec = SUITES.get(cfg.suite)
+    try:
+        found = [] if spec.needs is None else [find(data_root) for _, find in sorted(spec.needs(cfg.sizes).items())]
+    except BenchmarkError:
+        return None
+    files = [p for f in found for p in (sorted(f.values()) if isinstance(f, dict) else [f])]
+    if not files or not all(isinstance(p, Path) and p.is_file() for p in files):
+        return None
+    return data_fingerprint(files)
+
+
+def same_sources(cfg: RunConfig, results: Path, data_root) -> bool:
+    """True when cfg's record exists and was made from source files that fingerprint as the ones found now."""
+    path = records.record_path(results, cfg.suite, cfg.run_id)
+    if not path.exists():
+        return False
+    sources = sources_fingerprint(cfg, data_root)
+    return sources is not None and records.read_record(path).get("sources") == sources
+
+
 def existing_record(cfg: RunConfig, suite: Suite, results: Path) -> dict | None:
     """The record of this config, if one exists and was made from this copy of the data; one made from other
     data is an error, never a skip (its numbers are not this data's)."""
@@ -84,11 +108,14 @@ def images_per_s(images: int, seconds: float) -> float | None:
 
 
 def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, departures: dict | None = None,
-            rerun: bool = False, log: str | None = None, every: CheckpointEvery | None = None) -> Outcome:
+            rerun: bool = False, log: str | None = None, every: CheckpointEvery = CheckpointEvery(),
+            workers: int = 0, sources: str | None = None) -> Outcome:
     """Run one config unless its record exists (with rerun: run it again and supersede that record); resumes
     from a checkpoint left by an interrupted run. `departures`: the plan's budget departures, recorded. `log`:
     'tensorboard' also logs training under <results>/tensorboard/<suite>/<run id>/ (benchmark/engine/runlog.py).
-    `every`: checkpoints besides the per-epoch one (default: CheckpointEvery.from_env()).
+    `every`: checkpoints besides the per-epoch one. `workers`: worker processes of every loader of the run.
+    `sources`: sources_fingerprint of what the suite was built from, recorded so that a later request can skip
+    this run without building the suite.
 
     Under torchrun (benchmark/engine/distributed.py) every process runs this; rank 0 alone shows progress and
     writes the log, checkpoints and the record, which the others wait for."""
@@ -116,19 +143,20 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
     # Buffers that are non-finite by design (CLIP's causal attention mask is -inf above the diagonal).
     exempt = {name for name, buffer in model.named_buffers() if non_finite(buffer)}
     hp = cfg.hparams
-    ctx = RunContext(train_loader=loader(suite.train, hp["eval_batch_size"]),
+    ctx = RunContext(train_loader=loader(suite.train, hp["eval_batch_size"], workers=workers),
                      selection_loader=loader(suite.selection, hp["batch_size"], shuffle=True,
-                                             generator=torch.Generator().manual_seed(cfg.seed)),
+                                             generator=torch.Generator().manual_seed(cfg.seed), workers=workers),
                      device=dev, num_classes=suite.num_classes, suite=cfg.suite, seed=cfg.seed,
                      extras=built.extras, head_is_pretrained=built.head_is_pretrained,
                      checkpoint=path.with_suffix(".ckpt.pt"), progress=progress,
-                     reference=frozen_copy(model) if method_cls.needs_reference else None)  # fmt: skip
+                     reference=frozen_copy(model) if method_cls.needs_reference else None, workers=workers,
+                     pretraining_head=None if built.pretraining_head is None else built.pretraining_head.to(dev))  # fmt: skip
     method = method_cls(hp)
     method.setup(model, ctx)
     distributed.seed_ranks(cfg.seed)
     checkpoint = ctx.checkpoint
     run_log = open_log(log if distributed.is_main() else None, Path(results) / "tensorboard" / cfg.suite / run_id)
-    fitted = fit(model, method, ctx, hp, suite.train, checkpoint, progress, run_log, every or CheckpointEvery.from_env())
+    fitted = fit(model, method, ctx, hp, suite.train, checkpoint, progress, run_log, every)
     # The checkpoint stays when a check fails, for a look at what went wrong.
     check_finite(cfg.method, "after training", itertools.chain(model.named_parameters(), model.named_buffers()), exempt)
     variants = method.finalize(model)
@@ -138,14 +166,16 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
     eval_started = time.perf_counter()
     for variant, state in variants.items():
         model.load_state_dict(state)
-        for row in evaluate(model, suite.all_evals(), dev, hp["eval_batch_size"], desc=f"eval {variant}", progress=progress):
+        for row in evaluate(model, suite.all_evals(), dev, hp["eval_batch_size"], desc=f"eval {variant}", progress=progress,
+                            workers=workers):  # fmt: skip
             rows.append({"variant": variant, **row})
     eval_images = len(variants) * sum(len(e.dataset) for e in suite.all_evals())
     eval_s = time.perf_counter() - eval_started
     run_log.evals(rows)
     run_log.close()
     record = {
-        "run_id": run_id, "config": cfg.to_dict(), "seed": cfg.seed, "data": suite.fingerprint, "departures": departures or {},
+        "run_id": run_id, "config": cfg.to_dict(), "seed": cfg.seed, "data": suite.fingerprint,
+        "sources": sources, "departures": departures or {},
         "code": records.code_identity(), "versions": records.library_versions(), "device": str(dev), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_s": round(time.time() - started, 2), "suite_notes": suite.notes, "evals": rows, "curves": fitted.curves,
         "world_size": distributed.world_size(), "accum_steps": hp.get("accum_steps", 1),
@@ -163,30 +193,38 @@ def execute(cfg: RunConfig, suite: Suite, results: Path, progress: bool = True, 
 
 
 def run_groups(groups: list[list[PlannedRun]], results: Path, data_root, workers: int = 2, progress: bool = True,
-               rerun: bool = False, log: str | None = None, keep_going: bool = False) -> Iterator[tuple[PlannedRun, Outcome]]:
-    """Run planned runs as `benchmark run` does, yielding each with its outcome. The runs of a group share one
-    suite build (suite, sizes, backbone preprocessing). Every suite is built, and every existing record checked
-    against its data, before the first run trains: a record made from other data stops the request early, as
+               rerun: bool = False, log: str | None = None, keep_going: bool = False,
+               every: CheckpointEvery = CheckpointEvery()) -> Iterator[tuple[PlannedRun, Outcome]]:  # fmt: skip
+    """Run planned runs as `benchmark run` does, yielding each with its outcome: `workers` processes corrupt the
+    data and load every loader's images, checkpoints as `every` asks. The runs of a group share one suite build
+    (suite, sizes, backbone preprocessing); a group whose runs are all recorded is not built. Every other suite is
+    built, and every existing record in it checked against its data, before the first run trains: a record made from other data stops the request early, as
     does a `log` whose package is missing.
 
     Each run is executed under its lock (benchmark/harness/lock.py): one that a live process holds elsewhere is
     not run, status "busy" (record: {"holder": who}). With keep_going, a run that raises is status "failed"
     (record: {"error": one line}; a bug's traceback goes to stderr) and the next run goes on."""
     require(log)
-    suites = [prepare_suite(group[0].config, data_root, progress=progress, workers=workers) for group in groups]
+    # A group whose every run is recorded from these very source files is not built: skipping reads no data.
+    recorded = [not rerun and all(same_sources(r.config, results, data_root) for r in group) for group in groups]
+    suites = [None if done else prepare_suite(group[0].config, data_root, progress=progress, workers=workers)
+              for group, done in zip(groups, recorded)]  # fmt: skip
     if not rerun:
         for group, suite in zip(groups, suites):
-            for run in group:
+            for run in group if suite is not None else ():
                 existing_record(run.config, suite, results)
     distributed.init_from_env()  # under torchrun rank 0 alone takes a run's lock, and every rank follows it
     for group, suite in zip(groups, suites):
         for run in group:
             cfg = run.config
             path = records.record_path(results, cfg.suite, cfg.run_id)
+            if suite is None:
+                yield run, Outcome(cfg.run_id, path, "skipped", records.read_record(path))
+                continue
             try:
                 with lock.take_in_group(lock.lock_path(path), distributed.is_main(), distributed.any_flag):
                     outcome = execute(cfg, suite, results, progress=progress, departures=run.departures, rerun=rerun,
-                                      log=log)  # fmt: skip
+                                      log=log, every=every, workers=workers, sources=sources_fingerprint(cfg, data_root))  # fmt: skip
             except lock.Busy as busy:
                 holder = busy.holder.describe() if busy.holder else None
                 outcome = Outcome(cfg.run_id, busy.path, "busy", {"holder": holder})

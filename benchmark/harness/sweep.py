@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from benchmark.data import SUITES, resolve_suite
+from benchmark.engine.loop import CheckpointEvery
 from benchmark.errors import BenchmarkError
 from benchmark.files import atomic_write_bytes
 from benchmark.harness import lock
@@ -189,14 +190,17 @@ class Task:
     data_root: str | None
     workers: int
     log: str | None
+    every: CheckpointEvery = CheckpointEvery()
 
     @classmethod
-    def of(cls, run: PlannedRun, results, data_root, workers: int, log: str | None) -> Task:
+    def of(cls, run: PlannedRun, results, data_root, workers: int, log: str | None,
+           every: CheckpointEvery = CheckpointEvery()) -> Task:  # fmt: skip
         cfg = run.config
         card = SUITES.cards.get(cfg.suite)
         suite = str(Path(card).resolve()) if card else cfg.suite
         data = str(Path(data_root).resolve()) if data_root else None
-        return cls(cfg.to_dict(), run.departures, suite, registrars(cfg), str(Path(results).resolve()), data, workers, log)
+        return cls(cfg.to_dict(), run.departures, suite, registrars(cfg), str(Path(results).resolve()), data, workers, log,
+                   every)  # fmt: skip
 
     def planned(self) -> PlannedRun:
         for module in self.imports:
@@ -224,7 +228,7 @@ def run_task(task: Task) -> Outcome:
     cfg = RunConfig(**task.config)
     try:
         runs = run_groups([[task.planned()]], Path(task.results), task.data_root, task.workers, progress=False,
-                          log=task.log, keep_going=True)  # fmt: skip
+                          log=task.log, keep_going=True, every=task.every)  # fmt: skip
         _, outcome = next(runs)
     except Exception as e:
         if not isinstance(e, BenchmarkError):  # a bug: its traceback in the worker's output
@@ -238,10 +242,11 @@ def run_task(task: Task) -> Outcome:
 
 # --- launchers -------------------------------------------------------------------------------------------------
 
-def run_local(runs: list[PlannedRun], results, data_root, workers: int, progress: bool,
-              log: str | None) -> Iterator[tuple[PlannedRun, Outcome]]:
+def run_local(runs: list[PlannedRun], results, data_root, workers: int, progress: bool, log: str | None,
+              every: CheckpointEvery = CheckpointEvery()) -> Iterator[tuple[PlannedRun, Outcome]]:
     """One run after another in this process, as `benchmark run` runs them; a failed run does not stop the rest."""
-    for run, outcome in run_groups(groups_of(runs), results, data_root, workers, progress, log=log, keep_going=True):
+    for run, outcome in run_groups(groups_of(runs), results, data_root, workers, progress, log=log, keep_going=True,
+                                   every=every):  # fmt: skip
         note(results, run.config, outcome)
         yield run, outcome
 
@@ -271,8 +276,8 @@ def worker(gpu: str | None, threads: int, todo, done) -> None:
         pass
 
 
-def run_parallel(runs: list[PlannedRun], jobs: int, results, data_root, workers: int,
-                 log: str | None) -> Iterator[tuple[PlannedRun, Outcome]]:
+def run_parallel(runs: list[PlannedRun], jobs: int, results, data_root, workers: int, log: str | None,
+                 every: CheckpointEvery = CheckpointEvery()) -> Iterator[tuple[PlannedRun, Outcome]]:
     """The runs on `jobs` worker processes, yielded as they finish; those with a record are skipped here."""
     todo_runs = []
     for run in runs:
@@ -286,7 +291,7 @@ def run_parallel(runs: list[PlannedRun], jobs: int, results, data_root, workers:
     context = multiprocessing.get_context("spawn")
     todo, done = context.Queue(), context.Queue()
     for run in todo_runs:
-        todo.put(Task.of(run, results, data_root, workers, log))
+        todo.put(Task.of(run, results, data_root, workers, log, every))
     gpus = visible_gpus()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     processes = [context.Process(target=worker, args=(gpus[slot % len(gpus)] if gpus else None, threads, todo, done))
@@ -362,11 +367,11 @@ def executor(folder: Path, slurm: Slurm, cluster: str = "slurm"):
 
 
 def submit(runs: list[PlannedRun], results, data_root, workers: int, log: str | None, slurm: Slurm,
-           cluster: str = "slurm") -> list:
+           cluster: str = "slurm", every: CheckpointEvery = CheckpointEvery()) -> list:
     """Submit one array task per run, as one job array; returns submitit's jobs. Each task's output and pickles
     are in <results>/slurm/ under its job id (<array job>_<task>_...)."""
     ex = executor(Path(results).resolve() / "slurm", slurm, cluster)
-    tasks = [Task.of(run, results, data_root, workers, log) for run in runs]
+    tasks = [Task.of(run, results, data_root, workers, log, every) for run in runs]
     with ex.batch():
         jobs = [ex.submit(task) for task in tasks]
     return jobs

@@ -16,7 +16,7 @@ from benchmark.registry import Registry
 
 # The families, in the order `benchmark list` shows them; each module registers its own.
 BACKBONES: Registry[type] = Registry("backbone", modules=(
-    "benchmark.models.cnn", "benchmark.models.clip", "benchmark.models.deeplab",
+    "benchmark.models.cnn", "benchmark.models.clip", "benchmark.models.deeplab", "benchmark.models.digitnet",
 ))  # fmt: skip
 
 

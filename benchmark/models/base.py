@@ -35,6 +35,16 @@ class Built:
     head_is_pretrained: bool = False
     # Extra objects some methods need (e.g. the CLIP text tower and tokenizer).
     extras: dict[str, Any] = field(default_factory=dict)
+    # The classifier the pretrained backbone came with (e.g. ImageNet's 1000 classes), mapping ``model.features``
+    # to the pretrained model's own label space: the pretrained *function*, which FSR measures its distance on.
+    # Frozen, and not a submodule of ``model``, so no method trains or regularises it and state dicts (checkpoints,
+    # `benchmark eval`) are those of the classifier alone. None without pretrained weights, and where the task
+    # head is itself the pretraining head (``head_is_pretrained``).
+    pretraining_head: nn.Module | None = None
+
+    def __post_init__(self):
+        if self.pretraining_head is not None:
+            self.pretraining_head.requires_grad_(False).eval()
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,19 @@ class Lite0:
         net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         if req.pretrained:
             net.load_state_dict(lite0_state_dict(), strict=True)
-        return Built(timm_classifier(net, req), *Lite0.transforms(req))
+        return timm_built(net, req, req.pretrained, Lite0.transforms(req))
 
 
-def timm_classifier(net: nn.Module, req: BackboneRequest) -> Classifier:
-    net.reset_classifier(0)  # the backbone now returns pooled features
-    return Classifier(net, nn.Linear(net.num_features, len(req.classnames)))
+def timm_built(net: nn.Module, req: BackboneRequest, pretrained: bool, transforms) -> Built:
+    """A new task head on the pooled features of `net`; its own classifier kept as the pretraining head when its
+    weights are pretrained (a Linear only: the few timm models whose classifier is a 1x1 conv or a pair of heads
+    keep none)."""
+    classifier = net.get_classifier()
+    net.reset_classifier(0)  # the backbone now returns pooled features (a new Identity; `classifier` is intact)
+    # head_hidden_size: what the classifier reads, which in timm >= 1.0 can differ from num_features (MobileNetV3)
+    features = getattr(net, "head_hidden_size", net.num_features)
+    pretraining_head = classifier if pretrained and isinstance(classifier, nn.Linear) else None
+    return Built(Classifier(net, nn.Linear(features, len(req.classnames))), *transforms, pretraining_head=pretraining_head)
 
 
 @BACKBONES.register("timm", "timm:<name> (weights from the local Hugging Face cache) or timm:<name>@<checkpoint file>")
@@ -90,7 +97,7 @@ class Timm:
                                lambda: timm.create_model(name, pretrained=True))  # fmt: skip
         else:
             net = timm.create_model(name, pretrained=False)
-        return Built(timm_classifier(net, req), *Timm.transforms(req))
+        return timm_built(net, req, bool(path) or req.pretrained, Timm.transforms(req))
 
 
 @BACKBONES.register("torchvision", "torchvision:<name>, DEFAULT ImageNet weights from the torch hub cache (offline)")
@@ -125,14 +132,16 @@ class Torchvision:
             net = load_or_fail(f"{cached}", lambda: torchvision.models.get_model(req.arg, weights=weights))
         else:
             net = torchvision.models.get_model(req.arg, weights=None)
-        # The final Linear layer is the ImageNet classifier (fc, classifier[-1], heads.head, head): drop it.
+        # The final Linear layer is the ImageNet classifier (fc, classifier[-1], heads.head, head): it leaves the
+        # backbone, and stays as the pretraining head when its weights are pretrained.
         linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise BenchmarkError(f"torchvision:{req.arg} has no final Linear classifier to replace; pick another model")
         last = linears[-1]
         parent, _, child = last.rpartition(".")
-        features = net.get_submodule(last).in_features
+        classifier = net.get_submodule(last)
         setattr(net.get_submodule(parent), child, nn.Identity())
-        return Built(Classifier(net, nn.Linear(features, len(req.classnames))), *Torchvision.transforms(req))
+        return Built(Classifier(net, nn.Linear(classifier.in_features, len(req.classnames))), *Torchvision.transforms(req),
+                     pretraining_head=classifier if req.pretrained else None)  # fmt: skip
 
 

@@ -21,3 +21,22 @@ def publish(results: Path, suite: str, kinds=formats.DEFAULT_FORMATS, by: str = 
     atomic_write_bytes(data_path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
     b = formats.with_figures(b, snippet)
     return formats.write(b, results, kinds) + paths + [data_path], formats.markdown(b)
+
+
+def summary(results: Path, suite: str, by: str = "corruption") -> str:
+    """A newcomer's few lines: each method's selected variant (ID, OOD, effective robustness, seeds) and where the
+    full table and figure are."""
+    records, _ = scan_records(results, suite)
+    _, selection, _, metric = leaderboard.summarise(*leaderboard.primary_scores(records, by)[:3])
+    chosen = selection[selection["pick"] == "selected"]
+    label = [name if row["variant"] == row["method"] else f"{name}: {row['variant']}"
+             for name, (_, row) in zip(formats.row_labels(chosen), chosen.iterrows())]
+    width = max(map(len, label)) + 2
+    lines = [f"{suite}: each method's variant chosen on the selection split; {leaderboard.METRIC_TITLES.get(metric, metric).lower()} (%), mean ± stderr over seeds",
+             f"  {'method':<{width}}{'id':<14}{'ood':<14}{'eff. robustness':<17}seeds"]  # fmt: skip
+    for name, (_, row) in zip(label, chosen.iterrows()):
+        lines.append(f"  {name:<{width}}{formats.cell_text(row, 'id'):<14}{formats.cell_text(row, 'ood'):<14}"
+                     f"{formats.cell_text(row, 'er'):<17}{row['seeds']}")  # fmt: skip
+    figure = Path(results) / f"{suite}.scatter.png"
+    lines.append(f"full table: {Path(results) / f'{suite}.md'}" + (f"; figure: {figure}" if figure.is_file() else ""))
+    return "\n".join(lines)

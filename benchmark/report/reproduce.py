@@ -4,7 +4,8 @@ A table spec says which suite/backbone/method/variant of ours answers each publi
 of our per-variant scores (see leaderboard.variant_scores: ``id``, ``ood``, or an OOD group) answers
 each published column. Cells we have not run say so; nothing is filled in by hand.
 
-The runs that fill a table (``--plan``, ``--run``) are planned and run by benchmark/harness/fill.py.
+The runs that fill a table (``--plan``, ``--run``) are planned and run by benchmark/harness/fill.py. Beside the
+paper tables, `proxy` (benchmark/report/claims.py) tests the papers' qualitative claims on the proxy suite.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pandas as pd
 
 from benchmark.errors import BenchmarkError
 from benchmark.files import atomic_write_bytes
-from benchmark.report import leaderboard, records
+from benchmark.report import claims, leaderboard, records
 from benchmark.report.effective import OOD_MEAN, Line, effective_robustness, testbed_lines
 from benchmark.resources import shipped
 
@@ -51,6 +52,11 @@ class TableSpec:
     columns: dict[str, str]       # published column -> our score column
     note: str = ""
     fraction: bool = False        # the CSV holds fractions as printed (8.332e-01); shown in %
+    seeds: tuple[int, ...] = (0,)  # `--seed` default
+
+    def runs(self) -> list[tuple[str, tuple, str]]:
+        """(backbone, overrides, method) of every row's run (fill.py plans them)."""
+        return [(row.backbone, row.overrides, row.method) for row in self.rows.values()]
 
 
 TABLES: dict[str, TableSpec] = {
@@ -110,10 +116,11 @@ TABLES: dict[str, TableSpec] = {
 }  # fmt: skip
 
 
-def table(name: str) -> TableSpec:
-    if name not in TABLES:
-        raise BenchmarkError(f"unknown table {name!r}; valid: {', '.join(TABLES)}")
-    return TABLES[name]
+def table(name: str) -> TableSpec | claims.ClaimsSpec:
+    specs = {**TABLES, **claims.CLAIMS}
+    if name not in specs:
+        raise BenchmarkError(f"unknown table {name!r}; valid: {', '.join(specs)}")
+    return specs[name]
 
 
 def read_reference(spec: TableSpec) -> tuple[str, pd.DataFrame]:
@@ -213,10 +220,11 @@ def render(name: str, results: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(results: Path, names: list[str]) -> list[tuple[Path, str]]:
+def write(results: Path, names: list[str], planned: dict | None = None) -> list[tuple[Path, str]]:
+    """Render and write each table; `planned`: a claims table's name -> its planned runs' configs (fill.py)."""
     out = []
     for name in names:
-        text = render(name, results)
+        text = claims.render(name, results, planned[name]) if name in claims.CLAIMS else render(name, results)
         path = Path(results) / "reproduce" / f"{name}.md"
         atomic_write_bytes(path, text.encode())
         out.append((path, text))

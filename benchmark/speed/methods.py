@@ -103,7 +103,9 @@ def build(name: str, suite: str, base, batches, train_data, num_classes):
     hp = resolve_hparams(suite, cls, {})
     ctx = RunContext(train_loader=train_data, selection_loader=batches, device=torch.device("cpu"),
                      num_classes=num_classes, suite=suite, seed=0, progress=False,
-                     reference=frozen_copy(model) if cls.needs_reference else None)  # fmt: skip
+                     reference=frozen_copy(model) if cls.needs_reference else None,
+                     # random, as the weights are, at the size of Lite0's ImageNet head: FSR's distance reads it
+                     pretraining_head=torch.nn.Linear(base.head.in_features, 1000).requires_grad_(False))  # fmt: skip
     method = cls(hp)
     method.setup(model, ctx)
     return method, model, ctx, hp
