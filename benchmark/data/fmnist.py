@@ -1,4 +1,4 @@
-"""Fashion-MNIST (ID) and Fashion-MNIST-C (OOD): the embedded offline default suite ``fmnist-c``.
+"""Fashion-MNIST (ID) and Fashion-MNIST-C (OOD): the embedded offline corruption suite ``fmnist-c``.
 
 Card: datasets/fashion-mnist.toml. Images are upscaled once from 28 px to ``corrupt_size`` RGB, then
 corrupted at that size (imagecorruptions' severities are defined relative to image resolution), so clean
@@ -115,7 +115,7 @@ RECIPE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "we
           "batch_size": 32, "warmup_steps": 0, "grad_clip": 0.0, "eval_batch_size": 250}  # fmt: skip
 
 
-@register_suite("fmnist-c", "Fashion-MNIST (ID) vs Fashion-MNIST-C, 15 corruptions (OOD); offline default",
+@register_suite("fmnist-c", "Fashion-MNIST (ID) vs Fashion-MNIST-C, 15 corruptions (OOD); offline",
                 recipe=RECIPE, sizes=DEFAULT_SIZES, backbone="lite0", image_size=64,
                 methods=("ft", "lp", "lp-ft", "wise-ft", "l2-sp", "tpgm", "fsr"), needs=lambda sizes: {"fashion-mnist": find})
 def fmnist_c(opts: SuiteOptions) -> Suite:
