@@ -241,3 +241,9 @@ def test_slurm_without_sbatch_is_a_one_line_error(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(sweep.shutil, "which", lambda name: None)
     assert sweep_cli(tmp_path, "--launcher", "slurm") == 2
     assert capsys.readouterr().err == "error: --launcher slurm needs SLURM's sbatch on the PATH (run the sweep on a login node)\n"
+
+
+def test_parallel_jobs_share_the_cpus_between_their_loader_workers(monkeypatch):
+    monkeypatch.setattr(sweep, "usable_cpus", lambda: 8)
+    assert sweep.job_workers(7, 1) == 7 and sweep.job_workers(7, 2) == 3 and sweep.job_workers(7, 8) == 0
+    assert sweep.job_workers(1, 2) == 1  # a smaller count asked for is kept

@@ -27,10 +27,15 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (what SLURM or taskset grants), else the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_workers() -> int:
-    """Loader worker processes that fit this machine: one per core up to 8, less one for the main process
+    """Loader worker processes that fit this process's CPUs: one per CPU up to 8, less one for the main process
     (which trains)."""
-    return max(0, min(8, os.cpu_count() or 1) - 1)
+    return max(0, min(8, usable_cpus()) - 1)
 
 
 def autocast(device: torch.device):

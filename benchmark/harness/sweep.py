@@ -3,7 +3,7 @@ planned by plan() as `benchmark run` plans it (so a run's id is the one `run` gi
 
   local     one run after another in this process, through run_groups as `benchmark run` runs them;
   parallel  N worker processes, each running whole runs; with GPUs each worker sees one (CUDA_VISIBLE_DEVICES,
-            round robin), and the CPU threads are split between the workers;
+            round robin), and the CPUs (torch threads, loader workers) are split between the workers;
   slurm     one SLURM array task per run, through submitit; a preempted or timed-out task is requeued and resumes
             from the run's checkpoint.
 
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from benchmark.data import SUITES, resolve_suite
+from benchmark.engine.loaders import usable_cpus
 from benchmark.engine.loop import CheckpointEvery
 from benchmark.errors import BenchmarkError
 from benchmark.files import atomic_write_bytes
@@ -276,6 +277,12 @@ def worker(gpu: str | None, threads: int, todo, done) -> None:
         pass
 
 
+def job_workers(workers: int, jobs: int) -> int:
+    """Loader workers of each of `jobs` parallel jobs: at most its share of the CPUs less one (its training
+    process), so that the jobs together do not oversubscribe the machine."""
+    return min(workers, max(0, usable_cpus() // jobs - 1))
+
+
 def run_parallel(runs: list[PlannedRun], jobs: int, results, data_root, workers: int, log: str | None,
                  every: CheckpointEvery = CheckpointEvery()) -> Iterator[tuple[PlannedRun, Outcome]]:
     """The runs on `jobs` worker processes, yielded as they finish; those with a record are skipped here."""
@@ -290,10 +297,10 @@ def run_parallel(runs: list[PlannedRun], jobs: int, results, data_root, workers:
     # spawn, not fork: a forked torch (threads started, CUDA) can deadlock or fail in the child.
     context = multiprocessing.get_context("spawn")
     todo, done = context.Queue(), context.Queue()
+    threads = max(1, usable_cpus() // jobs)
     for run in todo_runs:
-        todo.put(Task.of(run, results, data_root, workers, log, every))
+        todo.put(Task.of(run, results, data_root, job_workers(workers, jobs), log, every))
     gpus = visible_gpus()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     processes = [context.Process(target=worker, args=(gpus[slot % len(gpus)] if gpus else None, threads, todo, done))
                  for slot in range(jobs)]  # fmt: skip
     for process in processes:
