@@ -13,7 +13,7 @@ from pathlib import Path
 from benchmark.errors import BenchmarkError
 
 EPILOG = """examples:
-  python -m benchmark run                          # embedded default: digits, digitnet, every default method, seeds 0 1
+  python -m benchmark run                          # embedded default: digits, digitnet, every default method, seeds 0 1 2
   python -m benchmark run --method ft --seed 0 1 2 --epochs 3
   python -m benchmark run --method tpgm --set lr=0.005 --size n_train=500
   python -m benchmark run --suite domainnet --dry-run   # the resolved plan: every method's budget, run ids
@@ -128,7 +128,7 @@ def run_and_report(groups, args, suites, report: bool) -> list[str]:
 
 def cmd_run(args) -> int:
     from benchmark.harness.plan import plan
-    from benchmark.report.publish import publish, summary
+    from benchmark.report.publish import publish
 
     overrides = parse_assignments(args.set, "set")
     if args.epochs is not None:
@@ -152,14 +152,14 @@ def cmd_run(args) -> int:
     if not any((Path(args.results) / "runs" / args.suite).glob("*.json")):  # every run busy elsewhere
         print("no records yet; the tables are written when a run finishes")
         return 0
-    paths, _ = publish(args.results, args.suite)
+    published = publish(args.results, args.suite)
     print()
     if statuses and all(status == "skipped" for status in statuses):
         print(f"Every run was recorded before: the numbers below are the records' in {Path(args.results) / 'runs'} (a "
               "fresh clone's are those committed with the repository), not this machine's. To train afresh, add "
               "--rerun (the old records move to superseded/) or give a new --results folder.\n")  # fmt: skip
-    print(summary(args.results, args.suite))
-    print(f"wrote {', '.join(map(str, paths))} ({time.time() - started:.0f}s in all)")
+    print(published.summary)
+    print(f"wrote {', '.join(map(str, published.paths))} ({time.time() - started:.0f}s in all)")
     return 0
 
 
@@ -251,7 +251,7 @@ def run_sweep(runs, args, shown, every, report: bool) -> None:
     if not report:
         return
     for suite in changed:  # the tables of suites with new records
-        paths, _ = publish(args.results, suite)
+        paths = publish(args.results, suite).paths
         print(f"wrote {', '.join(map(str, paths))}")
     print(f"{len(runs)} runs: {counts['done'] + counts['superseded']} ran now, {counts['skipped']} had a record, "
           f"{counts['busy']} running elsewhere, {counts['failed']} failed")  # fmt: skip
@@ -316,7 +316,7 @@ def cmd_eval(args) -> int:
         outcome.status, f"done in {record['wall_s']:.0f}s")  # fmt: skip
     print(f"{args.suite} external {label}: {outcome.run_id} {verb} -> {outcome.path}")
     print(f"head: {record['checkpoint']['head']}", flush=True)
-    paths, text = publish(args.results, args.suite)
+    paths, text, _ = publish(args.results, args.suite)
     print()
     print(text)
     print(f"wrote {', '.join(map(str, paths))}")
@@ -328,7 +328,7 @@ def cmd_leaderboard(args) -> int:
     from benchmark.report.publish import publish
 
     kinds = formats.parse_formats(args.format)  # before reading records: a typo fails at once
-    paths, text = publish(args.results, args.suite, kinds, args.by)
+    paths, text, _ = publish(args.results, args.suite, kinds, args.by)
     print(text)
     print("wrote " + ", ".join(map(str, paths)))
     return 0

@@ -17,7 +17,7 @@ def test_committed_tables_and_figures_regenerate_from_the_committed_records(suit
     runs.mkdir(parents=True)
     for record in (RESULTS / "runs" / suite).glob("*.json"):  # superseded/ records are not tabulated
         shutil.copy(record, runs / record.name)
-    paths, _ = publish(tmp_path, suite, ("md", "csv", "tex"))
+    paths = publish(tmp_path, suite, ("md", "csv", "tex")).paths
     for path in paths:
         committed = RESULTS / path.name
         assert committed.is_file(), f"{committed} is not committed"

@@ -51,7 +51,7 @@ def test_selection_and_oracle_picks_by_hand():
 def test_regenerated_table_matches_golden(tmp_path):
     for r in RECORDS:
         records.write_record(tmp_path, r)
-    paths, text = publish(tmp_path, "toy", ("md", "csv"))
+    paths, text, _ = publish(tmp_path, "toy", ("md", "csv"))
     assert text.replace(str(tmp_path), "results") == GOLDEN.read_text()  # the footer names the records' folder
     assert paths[0] == tmp_path / "toy.md" and paths[0].read_text() == text
     assert (tmp_path / "toy.csv").read_text().count("\n") == 1 + 3 + 4  # header, 3 variants, 2 methods x 2 picks

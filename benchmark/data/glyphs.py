@@ -25,6 +25,7 @@ GLYPH_PX = 64  # glyphs are cached at this height, then scaled down: one rasteri
 PRETRAINING_TEXTURES = ("brick", "grass", "gravel", "camera", "coffee", "chelsea", "rocket", "moon", "coins",
                         "clock", "cell", "colorwheel")  # fmt: skip
 HELD_OUT_TEXTURES = ("astronaut", "cat", "hubble_deep_field", "immunohistochemistry", "retina")
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luminance weights of R, G, B
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,7 @@ def contrasting_colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     """Two RGB colours whose luminance differs by at least 0.3, so the digit stays legible."""
     while True:
         ink, paper = rng.random(3), rng.random(3)
-        luma = np.array([0.299, 0.587, 0.114])
-        if abs(ink @ luma - paper @ luma) >= 0.3:
+        if abs(ink @ LUMA - paper @ LUMA) >= 0.3:
             return ink.astype(np.float32), paper.astype(np.float32)
 
 

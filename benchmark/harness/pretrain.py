@@ -8,6 +8,7 @@ moves the float arithmetic and so the checksum, not the accuracy (the command pr
 """
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -116,8 +117,6 @@ def pretrain(out: Path, recipe: Recipe = Recipe(), fonts: list[str] | None = Non
     if out.exists():
         raise BenchmarkError(f"{out} exists; pass another --out (nothing is overwritten)")
     state, facts = train(pretraining_fonts() if fonts is None else fonts, recipe, progress)
-    import io
-
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(out, buffer.getvalue())

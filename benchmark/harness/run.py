@@ -69,13 +69,16 @@ def sources_fingerprint(cfg: RunConfig, data_root) -> str | None:
     return data_fingerprint(files)
 
 
-def same_sources(cfg: RunConfig, results: Path, data_root) -> bool:
-    """True when cfg's record exists and was made from source files that fingerprint as the ones found now."""
-    path = records.record_path(results, cfg.suite, cfg.run_id)
-    if not path.exists():
-        return False
-    sources = sources_fingerprint(cfg, data_root)
-    return sources is not None and records.read_record(path).get("sources") == sources
+def recorded_from(group: list[PlannedRun], results: Path, sources: str | None) -> list[dict] | None:
+    """The records of every run of `group` when each exists and was made from source files that fingerprint as
+    `sources` (the ones found now); else None."""
+    if sources is None:
+        return None
+    paths = [records.record_path(results, r.config.suite, r.config.run_id) for r in group]
+    if not all(path.exists() for path in paths):
+        return None
+    kept = [records.read_record(path) for path in paths]
+    return kept if all(record.get("sources") == sources for record in kept) else None
 
 
 def existing_record(cfg: RunConfig, suite: Suite, results: Path) -> dict | None:
@@ -197,34 +200,36 @@ def run_groups(groups: list[list[PlannedRun]], results: Path, data_root, workers
                every: CheckpointEvery = CheckpointEvery()) -> Iterator[tuple[PlannedRun, Outcome]]:  # fmt: skip
     """Run planned runs as `benchmark run` does, yielding each with its outcome: `workers` processes corrupt the
     data and load every loader's images, checkpoints as `every` asks. The runs of a group share one suite build
-    (suite, sizes, backbone preprocessing); a group whose runs are all recorded is not built. Every other suite is
-    built, and every existing record in it checked against its data, before the first run trains: a record made from other data stops the request early, as
-    does a `log` whose package is missing.
+    (suite, sizes, backbone preprocessing); a group whose runs are all recorded from the same source files is not
+    built. Every other suite is built, and every existing record in it checked against its data, before the first
+    run trains: a record made from other data stops the request early, as does a `log` whose package is missing.
 
     Each run is executed under its lock (benchmark/harness/lock.py): one that a live process holds elsewhere is
     not run, status "busy" (record: {"holder": who}). With keep_going, a run that raises is status "failed"
     (record: {"error": one line}; a bug's traceback goes to stderr) and the next run goes on."""
     require(log)
+    # One fingerprint per group: its runs share the suite's sizes, so they read the same files.
+    sources = [sources_fingerprint(group[0].config, data_root) for group in groups]
     # A group whose every run is recorded from these very source files is not built: skipping reads no data.
-    recorded = [not rerun and all(same_sources(r.config, results, data_root) for r in group) for group in groups]
+    kept = [None if rerun else recorded_from(group, results, fp) for group, fp in zip(groups, sources)]
     suites = [None if done else prepare_suite(group[0].config, data_root, progress=progress, workers=workers)
-              for group, done in zip(groups, recorded)]  # fmt: skip
+              for group, done in zip(groups, kept)]  # fmt: skip
     if not rerun:
         for group, suite in zip(groups, suites):
             for run in group if suite is not None else ():
                 existing_record(run.config, suite, results)
     distributed.init_from_env()  # under torchrun rank 0 alone takes a run's lock, and every rank follows it
-    for group, suite in zip(groups, suites):
-        for run in group:
+    for group, suite, fp, done in zip(groups, suites, sources, kept):
+        for i, run in enumerate(group):
             cfg = run.config
             path = records.record_path(results, cfg.suite, cfg.run_id)
-            if suite is None:
-                yield run, Outcome(cfg.run_id, path, "skipped", records.read_record(path))
+            if done is not None:
+                yield run, Outcome(cfg.run_id, path, "skipped", done[i])
                 continue
             try:
                 with lock.take_in_group(lock.lock_path(path), distributed.is_main(), distributed.any_flag):
                     outcome = execute(cfg, suite, results, progress=progress, departures=run.departures, rerun=rerun,
-                                      log=log, every=every, workers=workers, sources=sources_fingerprint(cfg, data_root))  # fmt: skip
+                                      log=log, every=every, workers=workers, sources=fp)  # fmt: skip
             except lock.Busy as busy:
                 holder = busy.holder.describe() if busy.holder else None
                 outcome = Outcome(cfg.run_id, busy.path, "busy", {"holder": holder})
