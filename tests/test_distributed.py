@@ -174,7 +174,7 @@ def test_under_torchrun_only_rank_0_prints_and_writes_the_tables(tmp_path, monke
 
     monkeypatch.setattr(harness_run, "run_groups", run_groups)
     monkeypatch.setattr(sweep, "run_groups", run_groups)
-    monkeypatch.setattr(publish, "publish", lambda *args, **kwargs: published.append(args) or ([], "a table"))
+    monkeypatch.setattr(publish, "publish", lambda *args, **kwargs: published.append(args) or publish.Published([], "a table", "a summary"))
     tiny = ["--suite", "tiny", "--method", "ft", "--results", str(tmp_path), "--no-progress"]
     for rank_0 in (True, False):
         monkeypatch.setattr(distributed, "is_main", lambda: rank_0)
